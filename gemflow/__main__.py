@@ -1,0 +1,3 @@
+from gemflow.cli import main
+
+main()

@@ -1,0 +1,188 @@
+"""The command line: thin. Parses options, calls the library, maps errors to exit codes.
+
+Imports are kept inside the commands so that ``gemflow --help`` starts fast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+
+from gemflow.emulator.command import emulator_command
+from gemflow.errors import (
+    EXIT_CONFIG,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_STEP_FAILED,
+    EXIT_USAGE,
+    GemflowError,
+    Problem,
+    WorkflowError,
+)
+
+EMULATOR_KEY = "emulator-key"  # the in-process emulator accepts any key; no real key is needed
+
+EPILOG = f"""\b
+Exit codes:
+  {EXIT_OK}    every selected step is up to date or was built
+  {EXIT_STEP_FAILED}    one or more steps failed (the rest are built and cached)
+  {EXIT_USAGE}    usage error or invalid workflow: nothing was sent
+  {EXIT_CONFIG}    configuration error (no API key, unusable cache): nothing was sent
+  {EXIT_INTERRUPTED}  interrupted: finished steps are cached
+"""
+
+
+class _Gemflow(click.Group):
+    """Turns gemflow's errors into one-line messages and documented exit codes: no tracebacks."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            click.echo("interrupted: finished steps are cached; run again to continue", err=True)
+            raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
+        except WorkflowError as exc:
+            for problem in exc.problems:
+                click.echo(f"error: {problem}", err=True)
+            count = len(exc.problems)
+            click.echo(f"{count} problem{'s' * (count != 1)}; nothing was run", err=True)
+            raise click.exceptions.Exit(exc.exit_code) from None
+        except GemflowError as exc:
+            click.echo(f"error: {exc}", err=True)
+            raise click.exceptions.Exit(exc.exit_code) from None
+
+
+@click.group(cls=_Gemflow, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EPILOG)
+@click.version_option(package_name="gemflow")
+def cli() -> None:
+    """gemflow: image pipelines for Gemini image models, rebuilt like make, by content."""
+
+
+@cli.command(epilog=EPILOG)
+@click.argument("workflow", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("targets", nargs=-1)
+@click.option(
+    "-n", "--dry-run", is_flag=True, help="Say what would run, why, and what it would cost."
+)
+@click.option(
+    "-f",
+    "--force",
+    "force",
+    multiple=True,
+    metavar="STEP",
+    help="Run STEP again even if cached (repeatable); dependents follow if it changes.",
+)
+@click.option("--force-all", is_flag=True, help="Run every selected step again.")
+@click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(1, 256),
+    default=8,
+    show_default=True,
+    help="Steps to run at once.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document describing the run.")
+@click.option(
+    "--emulator",
+    is_flag=True,
+    help="Use the built-in Gemini emulator: no key, no network, deterministic images.",
+)
+@click.option(
+    "--base-url",
+    metavar="URL",
+    help="API endpoint (default: GOOGLE_GEMINI_BASE_URL, else Google's).",
+)
+@click.option(
+    "--cache-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Result store (default: GEMFLOW_CACHE_DIR, else the nearest cache/ folder).",
+)
+@click.option(
+    "--allow-outside",
+    is_flag=True,
+    help="Allow input and output paths outside the workflow's folder.",
+)
+@click.option("-v", "--verbose", is_flag=True, help="List cached steps too.")
+def run(
+    workflow: Path,
+    targets: tuple[str, ...],
+    dry_run: bool,
+    force: tuple[str, ...],
+    force_all: bool,
+    jobs: int,
+    as_json: bool,
+    emulator: bool,
+    base_url: str | None,
+    cache_dir: Path | None,
+    allow_outside: bool,
+    verbose: bool,
+) -> None:
+    """Build WORKFLOW, or only TARGETS and the steps they need.
+
+    Only steps whose inputs changed call the API; everything else comes from the cache.
+    """
+    from gemflow.load import load_workflow, suggest
+    from gemflow.report.jsonout import JsonReporter
+    from gemflow.report.terminal import TerminalReporter
+    from gemflow.run import RunOptions, run_workflow
+    from gemflow.store import Store, default_cache_dir
+
+    wf = load_workflow(workflow, allow_outside=allow_outside)
+    for name in (*targets, *force):
+        if name not in wf.steps:
+            raise WorkflowError(
+                [Problem(wf.display_name, None, None, f"no step '{name}'{suggest(name, wf.steps)}")]
+            )
+    reporters: list[Any] = [TerminalReporter(verbose=verbose)]
+    if as_json:
+        reporters.append(JsonReporter())
+    with (
+        _endpoint(emulator, base_url) as (provider_factory, service),
+        Store(cache_dir or default_cache_dir(wf.path)) as store,
+    ):
+        options = RunOptions(
+            targets=targets,
+            force=frozenset(force),
+            force_all=force_all,
+            jobs=jobs,
+            dry_run=dry_run,
+            service=service,
+        )
+        summary = run_workflow(
+            wf, store, options, provider_factory=provider_factory, emit=reporters
+        )
+    sys.exit(EXIT_OK if summary.ok else EXIT_STEP_FAILED)
+
+
+@contextlib.contextmanager
+def _endpoint(use_emulator: bool, base_url: str | None) -> Iterator[tuple[Any, str | None]]:
+    """(provider factory, service identity for the key) for this run's endpoint."""
+    if use_emulator:
+        from gemflow.emulator import Emulator
+
+        with Emulator() as emu:
+            yield _factory(EMULATOR_KEY, emu.url), "emulator"
+        return
+    url = base_url or os.environ.get("GOOGLE_GEMINI_BASE_URL") or None
+    yield _factory(None, url), url
+
+
+def _factory(api_key: str | None, base_url: str | None) -> Any:
+    def make() -> Any:
+        from gemflow.providers.gemini import GeminiProvider, api_key_from_env
+
+        return GeminiProvider(api_key or api_key_from_env(), base_url=base_url)
+
+    return make
+
+
+cli.add_command(emulator_command)
+
+
+main = cli

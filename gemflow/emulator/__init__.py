@@ -1,0 +1,33 @@
+"""A deterministic Gemini API emulator for tests, demos and benchmarks.
+
+It serves the REST endpoints google-genai uses (generateContent, streamGenerateContent,
+countTokens, get model) on loopback, answers with deterministic PNGs drawn from the request, and
+injects faults on demand. Point the real SDK at it::
+
+    with Emulator() as emu:
+        client = genai.Client(api_key="any", http_options=types.HttpOptions(base_url=emu.url))
+
+or run ``gemflow emulator`` and ``export GOOGLE_GEMINI_BASE_URL=<url>``.
+
+``Emulator`` is imported on first use: it needs Pillow, and ``gemflow --help`` imports
+``gemflow.emulator.command`` (and so this package) without wanting to pay for Pillow.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from gemflow.emulator.faults import FAULT_NAMES, Faults
+
+if TYPE_CHECKING:
+    from gemflow.emulator.server import Emulator
+
+__all__ = ["FAULT_NAMES", "Emulator", "Faults"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Emulator":
+        from gemflow.emulator.server import Emulator
+
+        return Emulator
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,111 @@
+"""gemflow's one exception hierarchy, and the exit codes the CLI maps it to.
+
+    GemflowError                 base: every error gemflow raises on purpose
+    ├── WorkflowError            the workflow file is invalid (carries every Problem found)
+    ├── ConfigError              the environment is wrong: no API key, unusable cache folder
+    ├── InputError               an input file is missing, unreadable or not a usable image
+    ├── StepError                one step failed while running
+    │   ├── ApiError             the API answered with an error (4xx/5xx) or could not be reached
+    │   └── NoImageError         the API answered without an image (safety, refusal, NO_IMAGE)
+    └── CacheError               the cache store could not be read or written
+
+Foreign exceptions (google-genai, httpx, OSError, Pillow) are translated into these at one
+boundary each, with ``raise ... from exc``; nothing outside those boundaries catches them.
+
+Exit codes (documented in the README and in ``gemflow --help``):
+
+    0    every selected step is up to date or was built
+    1    one or more steps failed (the others were built and cached)
+    2    usage error or invalid workflow: nothing was sent
+    3    configuration error (missing API key, unusable cache folder): nothing was sent
+    130  interrupted (Ctrl-C / SIGTERM): finished steps are cached
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+EXIT_OK = 0
+EXIT_STEP_FAILED = 1
+EXIT_USAGE = 2
+EXIT_CONFIG = 3
+EXIT_INTERRUPTED = 130
+
+
+class GemflowError(Exception):
+    """Base of every error gemflow raises on purpose."""
+
+    exit_code = EXIT_STEP_FAILED
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    """One thing wrong with a workflow file, located as precisely as we can."""
+
+    file: str
+    line: int | None
+    step: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        what = f"step '{self.step}': {self.message}" if self.step else self.message
+        return f"{where}: {what}"
+
+
+class WorkflowError(GemflowError):
+    """The workflow file is invalid. ``problems`` lists every problem found, not just the first."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = sorted(problems, key=lambda p: (p.file, p.line or 0, p.message))
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class ConfigError(GemflowError):
+    exit_code = EXIT_CONFIG
+
+
+class InputError(GemflowError):
+    exit_code = EXIT_USAGE
+
+
+class CacheError(GemflowError):
+    exit_code = EXIT_CONFIG
+
+
+class StepError(GemflowError):
+    """A step failed while running. Its dependents are skipped; other branches go on."""
+
+
+class ApiError(StepError):
+    """The API refused the request or could not be reached."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int | None = None,
+        status: str | None = None,
+        retry_delay: float | None = None,
+    ) -> None:
+        self.code = code
+        self.status = status
+        self.retry_delay = retry_delay
+        prefix = " ".join(str(x) for x in (code, status) if x)
+        super().__init__(f"{prefix}: {message}" if prefix else message)
+
+    @property
+    def retryable(self) -> bool:
+        return self.code is None or self.code in (408, 429, 500, 502, 503, 504)
+
+
+class NoImageError(StepError):
+    """The API answered, but without an image: a safety block, a refusal or NO_IMAGE."""
+
+    def __init__(self, reason: str, text: str = "") -> None:
+        self.reason = reason
+        self.text = text
+        detail = f": {text.strip()[:300]}" if text.strip() else ""
+        super().__init__(f"no image returned ({reason}){detail}")

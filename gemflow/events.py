@@ -1,0 +1,134 @@
+"""What the runner tells the world. It never prints: reporters receive these events."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Status(StrEnum):
+    CACHED = "cached"  # up to date: the output on disk is the stored result for the current key
+    RESTORE = (
+        "restore"  # a stored result exists for the key; the output file was missing or differed
+    )
+    RUN = "run"  # nothing stored for the key: the step runs (an API step calls the API)
+    BLOCKED = "blocked"  # an input step failed, so this step could not run
+    FAILED = "failed"  # the step ran and failed
+
+
+@dataclass
+class StepReport:
+    id: str
+    kind: str
+    status: Status
+    reason: str
+    output: str
+    api_calls: int = 0
+    tokens: dict[str, int] = field(default_factory=dict)
+    usd: float = 0.0  # spent (a run) or estimated (a dry run)
+    seconds: float = 0.0
+    error: str | None = None
+    key: str | None = None
+
+    def to_json(self) -> dict:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "status": str(self.status),
+            "reason": self.reason,
+            "api_calls": self.api_calls,
+            "output": self.output,
+            "tokens": self.tokens,
+            "usd": round(self.usd, 6),
+            "seconds": round(self.seconds, 3),
+            "error": self.error,
+            "key": self.key,
+        }
+
+
+@dataclass
+class RunSummary:
+    workflow: str
+    dry_run: bool
+    steps: list[StepReport] = field(default_factory=list)
+    interrupted: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.interrupted and not any(
+            s.status in (Status.FAILED, Status.BLOCKED) for s in self.steps
+        )
+
+    @property
+    def api_calls(self) -> int:
+        return sum(s.api_calls for s in self.steps)
+
+    @property
+    def usd(self) -> float:
+        return sum(s.usd for s in self.steps)
+
+    def tokens(self) -> dict[str, int]:
+        total: dict[str, int] = {}
+        for step in self.steps:
+            for name, count in step.tokens.items():
+                total[name] = total.get(name, 0) + count
+        return total
+
+    def counts(self) -> dict[str, int]:
+        counts = {str(status): 0 for status in Status}
+        for step in self.steps:
+            counts[str(step.status)] += 1
+        return counts
+
+    def to_json(self) -> dict:
+        return {
+            "workflow": self.workflow,
+            "dry_run": self.dry_run,
+            "ok": self.ok,
+            "interrupted": self.interrupted,
+            "steps": [s.to_json() for s in self.steps],
+            "totals": {
+                "api_calls": self.api_calls,
+                "tokens": self.tokens(),
+                "usd": round(self.usd, 6),
+                "steps": self.counts(),
+            },
+        }
+
+
+@dataclass(frozen=True)
+class RunStarted:
+    workflow: str
+    steps: tuple[str, ...]  # selected, in order
+    api_steps: int
+    dry_run: bool
+    jobs: int
+
+
+@dataclass(frozen=True)
+class StepStarted:
+    id: str
+    kind: str
+    reason: str
+    uses_api: bool
+
+
+@dataclass(frozen=True)
+class StepFinished:
+    report: StepReport
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something worth saying that is not a step's result: a warning, a corrupt cache entry."""
+
+    message: str
+    level: str = "warning"
+
+
+@dataclass(frozen=True)
+class RunFinished:
+    summary: RunSummary
+
+
+Event = RunStarted | StepStarted | StepFinished | Notice | RunFinished

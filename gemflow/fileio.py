@@ -1,0 +1,74 @@
+"""Files on disk: atomic writes, and content digests remembered by stat so a no-op reads nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import threading
+from pathlib import Path
+
+CHUNK = 1 << 20
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that a reader (or a killed run) never sees a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def hash_file(path: Path) -> str:
+    sha = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK):
+            sha.update(chunk)
+    return "sha256:" + sha.hexdigest()
+
+
+Signature = tuple[int, int, int]  # size, mtime_ns, inode
+
+
+class DigestMemo:
+    """Content digests of files, re-hashed only when size, mtime or inode differ from last time.
+
+    Cheapest first, as make and git do: the stat decides whether to read; the hash decides whether
+    the content changed. A touched file is re-hashed and found unchanged; its dependents do not run.
+    """
+
+    def __init__(self, entries: dict[str, tuple[int, int, int, str]] | None = None) -> None:
+        self.entries = dict(entries or {})
+        self.changed = False
+        self._lock = threading.Lock()
+
+    def digest(self, path: Path) -> str | None:
+        """The file's content digest, or None when it does not exist."""
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            return None
+        signature: Signature = (stat.st_size, stat.st_mtime_ns, stat.st_ino)
+        key = str(path)
+        known = self.entries.get(key)
+        if known is not None and known[:3] == signature:
+            return known[3]
+        value = hash_file(path)
+        self.remember(path, value, signature)
+        return value
+
+    def remember(self, path: Path, value: str, signature: Signature | None = None) -> None:
+        """Record a digest we already know (a file we just wrote), saving a read next time."""
+        if signature is None:
+            stat = path.stat()
+            signature = (stat.st_size, stat.st_mtime_ns, stat.st_ino)
+        with self._lock:
+            self.entries[str(path)] = (*signature, value)
+            self.changed = True

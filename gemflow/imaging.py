@@ -1,0 +1,350 @@
+"""Local image operations: decode, encode, colours, contact-sheet grids, layers and resizing.
+
+Pure functions on Pillow images, with no knowledge of steps. ``open_image`` is the one boundary
+where Pillow's exceptions become ``InputError``; every other function works on images it has
+already produced, so a failure there is a bug, not bad input.
+
+Images coming out of ``open_image`` are always mode RGB or RGBA and carry no metadata (EXIF, ICC,
+text chunks): gemflow works on pixels, and ``encode`` writes nothing but pixels, so the same picture
+always encodes to the same bytes.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import math
+import re
+import threading
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from PIL import Image, ImageColor, ImageOps
+
+from gemflow.errors import InputError
+
+Color = tuple[int, int, int, int]
+Length = int | str  # pixels, or a percentage of the base such as "50%"
+
+FITS = ("contain", "cover", "exact")
+DEFAULT_QUALITY = 90
+# Which point of a layer sits at its (x, y), as fractions of the layer's width and height.
+ANCHORS: dict[str, tuple[float, float]] = {
+    "top-left": (0.0, 0.0),
+    "top": (0.5, 0.0),
+    "top-right": (1.0, 0.0),
+    "left": (0.0, 0.5),
+    "center": (0.5, 0.5),
+    "right": (1.0, 0.5),
+    "bottom-left": (0.0, 1.0),
+    "bottom": (0.5, 1.0),
+    "bottom-right": (1.0, 1.0),
+}
+
+_RESAMPLE = Image.Resampling.LANCZOS
+_PERCENT = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*%\s*$")
+_BOMB_PIXELS = re.compile(r"\((\d+) pixels\)")
+# Formats a user's photo or a model's output can be in. Others (EPS runs Ghostscript, and a dozen
+# rarely-used formats each add attack surface) are refused as unreadable.
+_WANTED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF", "AVIF")
+_SIXTEEN_BIT_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N")
+_WHITE: Color = (255, 255, 255, 255)
+_IDENTIFY_LOCK = threading.Lock()
+
+
+# --- decoding -------------------------------------------------------------------------------
+
+
+def open_image(data: bytes, *, source: str) -> Image.Image:
+    """Decode ``data`` into an upright RGB or RGBA image, or raise ``InputError`` naming ``source``.
+
+    Reads PNG, JPEG, WebP, GIF, BMP, TIFF and (when Pillow has it) AVIF; the first frame of an
+    animated image is used. Pillow's decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``) stays
+    on, and its warning threshold is treated as the limit.
+    """
+    if not data:
+        raise InputError(f"{source}: not a readable image (the file is empty)")
+    try:
+        with _identify(data) as opened:
+            opened.load()
+            upright = ImageOps.exif_transpose(opened)  # a copy: survives closing the file
+        image = _normalise_mode(upright)
+        image.info = {}  # ours to change: exif_transpose and convert both return new images
+        return image
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise InputError(f"{source}: {_too_large(exc)}") from exc
+    except Exception as exc:  # decoders raise many types on hostile input; all mean "unreadable"
+        raise InputError(f"{source}: not a readable image ({_reason(exc)})") from exc
+
+
+def _identify(data: bytes) -> Image.Image:
+    """Pillow's ``Image.open`` (header only), with its decompression-bomb warning as an error.
+
+    Pillow warns above ``MAX_IMAGE_PIXELS`` and only raises at twice that; gemflow refuses both.
+    Warning filters are process-wide and steps run in threads, so one lock keeps concurrent opens
+    from restoring each other's filters. Decoding (``load``) happens outside the lock.
+    """
+    with _IDENTIFY_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        return Image.open(io.BytesIO(data), formats=_readable_formats())
+
+
+@functools.cache
+def _readable_formats() -> tuple[str, ...]:
+    Image.init()  # AVIF is only registered when Pillow was built with it
+    return tuple(name for name in _WANTED_FORMATS if name in Image.OPEN)
+
+
+def _normalise_mode(image: Image.Image) -> Image.Image:
+    """RGBA when the image has any transparency, otherwise RGB."""
+    if image.mode in _SIXTEEN_BIT_MODES:
+        # A plain convert clips 16-bit values at 255 (mostly white); scale them down instead.
+        image = image.convert("I").point(lambda v: v / 256).convert("L")
+    target = "RGBA" if image.has_transparency_data else "RGB"
+    return image if image.mode == target else image.convert(target)
+
+
+def _strip_metadata(image: Image.Image) -> Image.Image:
+    """``image`` without metadata, copied only if it has any (the caller's image is not changed)."""
+    if image.info:
+        image = image.copy()
+        image.info = {}
+    return image
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, Image.UnidentifiedImageError):
+        return "cannot identify image file"  # Pillow's message ends with an object repr
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def _too_large(exc: Exception) -> str:
+    limit = Image.MAX_IMAGE_PIXELS
+    match = _BOMB_PIXELS.search(str(exc))
+    if match:
+        return f"image is too large ({int(match[1]):,} pixels; the limit is {limit:,})"
+    return f"image is too large (the limit is {limit:,} pixels)"
+
+
+# --- encoding -------------------------------------------------------------------------------
+
+
+def encode(image: Image.Image, fmt: str, *, quality: int | None = None) -> bytes:
+    """Encode ``image`` as png, webp or jpeg: the same pixels always give the same bytes.
+
+    ``quality`` (1..100, default 90) applies to webp and jpeg. No metadata is written; jpeg has no
+    alpha, so a transparent image is flattened onto white.
+    """
+    image = _strip_metadata(_normalise_mode(image))
+    quality = DEFAULT_QUALITY if quality is None else quality
+    buffer = io.BytesIO()
+    if fmt == "png":
+        image.save(buffer, "PNG", optimize=False, compress_level=6)
+    elif fmt == "webp":
+        image.save(buffer, "WEBP", quality=quality, method=4, lossless=False)
+    elif fmt == "jpeg":
+        image = _flatten(image, _WHITE)
+        image.save(buffer, "JPEG", quality=quality, optimize=False, progressive=False)
+    else:
+        raise ValueError(f"unknown image format {fmt!r}; expected png, webp or jpeg")
+    return buffer.getvalue()
+
+
+def _flatten(image: Image.Image, background: Color) -> Image.Image:
+    """Composite ``image`` onto an opaque ``background`` colour, giving an RGB image."""
+    if image.mode != "RGBA":
+        return image.convert("RGB")
+    canvas = Image.new("RGBA", image.size, (*background[:3], 255))
+    return Image.alpha_composite(canvas, image).convert("RGB")
+
+
+# --- colours and lengths --------------------------------------------------------------------
+
+
+def parse_color(text: str) -> Color:
+    """``text`` as RGBA.
+
+    Accepts a CSS/Pillow colour name, ``#rgb``, ``#rrggbb``, ``#rrggbbaa``, ``rgb(...)`` or
+    ``transparent``. Raises ``ValueError`` with a readable message.
+    """
+    cleaned = text.strip().lower()
+    if cleaned == "transparent":
+        return (0, 0, 0, 0)
+    try:
+        rgb = ImageColor.getrgb(cleaned)
+    except ValueError:
+        raise ValueError(
+            f"not a colour: {text!r} (use a name like 'white', '#rrggbb', '#rrggbbaa' "
+            "or 'transparent')"
+        ) from None
+    return (rgb[0], rgb[1], rgb[2], rgb[3] if len(rgb) == 4 else 255)
+
+
+def resolve_length(value: Length, whole: int) -> int:
+    """Pixels for ``value``: an int is pixels, a string like ``"50%"`` is a share of ``whole``.
+
+    Raises ``ValueError`` for anything else (floats and bools included: a pixel is whole).
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    share = percentage(value)
+    if share is None:
+        raise ValueError(f"expected whole pixels or a percentage like '50%', not {value!r}")
+    return round(whole * share / 100)
+
+
+def percentage(value: object) -> float | None:
+    """The number in a percentage string such as ``"12.5%"`` or ``"-10%"``, else None."""
+    match = _PERCENT.match(value) if isinstance(value, str) else None
+    return float(match[1]) if match else None
+
+
+# --- grid -----------------------------------------------------------------------------------
+
+
+def grid(
+    images: Sequence[Image.Image],
+    *,
+    columns: int,
+    gap: int,
+    background: Color | str,
+    cell: tuple[int | None, int | None] | None = None,
+) -> Image.Image:
+    """A contact sheet: ``images`` in equal cells, filled row by row, left to right.
+
+    Cells are the size of the largest image unless ``cell`` gives a width and/or height (with only
+    one given, the other is the largest image once scaled to it). Each image is scaled to fit its
+    cell, keeping its aspect, and centred. ``gap`` pixels of ``background`` separate the cells;
+    there is no outer margin. More columns than images are ignored.
+    """
+    if not images:
+        raise ValueError("a grid needs at least one image")
+    if columns < 1 or gap < 0:
+        raise ValueError("columns must be >= 1 and gap >= 0")
+    columns = min(columns, len(images))
+    rows = math.ceil(len(images) / columns)
+    cell_w, cell_h = _cell_size(images, cell)
+    fill = parse_color(background) if isinstance(background, str) else background
+    sheet = Image.new(
+        "RGBA", (columns * cell_w + (columns - 1) * gap, rows * cell_h + (rows - 1) * gap), fill
+    )
+    for index, image in enumerate(images):
+        fitted = resize(image, width=cell_w, height=cell_h, fit="contain").convert("RGBA")
+        row, column = divmod(index, columns)
+        left = column * (cell_w + gap) + (cell_w - fitted.width) // 2
+        top = row * (cell_h + gap) + (cell_h - fitted.height) // 2
+        sheet.alpha_composite(fitted, dest=(left, top))
+    return sheet if fill[3] < 255 else sheet.convert("RGB")
+
+
+def _cell_size(
+    images: Sequence[Image.Image], cell: tuple[int | None, int | None] | None
+) -> tuple[int, int]:
+    width, height = cell or (None, None)
+    if width and height:
+        return width, height
+    if width:
+        return width, max(_scaled(image.size, width=width)[1] for image in images)
+    if height:
+        return max(_scaled(image.size, height=height)[0] for image in images), height
+    return max(image.width for image in images), max(image.height for image in images)
+
+
+# --- layers ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One image placed on a base.
+
+    ``x``/``y`` say where the layer's ``anchor`` point goes, in pixels or as a percentage of the
+    base's width/height (negative values and values past the edge are allowed; the layer is
+    clipped). ``width``/``height`` resize the layer the same way (one given: keep its aspect).
+    ``opacity`` (0..1) scales the layer's own alpha.
+    """
+
+    image: Image.Image
+    x: Length
+    y: Length
+    width: Length | None = None
+    height: Length | None = None
+    opacity: float = 1.0
+    anchor: str = "top-left"
+
+
+def place_layers(base: Image.Image, layers: Sequence[Layer]) -> Image.Image:
+    """``base`` with each layer composited over it in order (later layers on top).
+
+    The result has the base's size; it is RGBA only if the base has transparency.
+    """
+    canvas = base.convert("RGBA")
+    for layer in layers:
+        canvas = Image.alpha_composite(canvas, _layer_overlay(canvas.size, layer))
+    return canvas if base.mode == "RGBA" else canvas.convert("RGB")
+
+
+def _layer_overlay(size: tuple[int, int], layer: Layer) -> Image.Image:
+    """A transparent image of ``size`` holding ``layer`` at its place, ready to composite.
+
+    Pasting into a blank overlay (rather than ``alpha_composite`` with ``dest``) clips layers that
+    start left of or above the base, which ``alpha_composite`` refuses.
+    """
+    image = _sized_layer(layer, size).convert("RGBA")
+    if layer.opacity < 1:
+        alpha = image.getchannel("A").point([round(a * layer.opacity) for a in range(256)])
+        image.putalpha(alpha)
+    fx, fy = ANCHORS[layer.anchor]
+    left = resolve_length(layer.x, size[0]) - round(image.width * fx)
+    top = resolve_length(layer.y, size[1]) - round(image.height * fy)
+    overlay = Image.new("RGBA", size, (0, 0, 0, 0))
+    overlay.paste(image, (left, top))
+    return overlay
+
+
+def _sized_layer(layer: Layer, base_size: tuple[int, int]) -> Image.Image:
+    # A tiny percentage of a small base can round to 0 pixels; a layer is at least 1 pixel.
+    width = None if layer.width is None else max(1, resolve_length(layer.width, base_size[0]))
+    height = None if layer.height is None else max(1, resolve_length(layer.height, base_size[1]))
+    if width is None and height is None:
+        return layer.image
+    if width is not None and height is not None:
+        return resize(layer.image, width=width, height=height, fit="exact")
+    return resize(layer.image, width=width, height=height, fit="contain")
+
+
+# --- resize ---------------------------------------------------------------------------------
+
+
+def resize(
+    image: Image.Image, *, width: int | None, height: int | None, fit: str = "contain"
+) -> Image.Image:
+    """``image`` resized with LANCZOS resampling.
+
+    - ``contain``: the largest size that fits in width×height keeping the aspect, with no padding
+      (so one side may be smaller than asked). With only one of width/height, scale to it.
+    - ``cover``: exactly width×height, scaled to fill and centre-cropped. Needs both.
+    - ``exact``: stretched to exactly width×height. Needs both.
+    """
+    if fit not in FITS:
+        raise ValueError(f"unknown fit {fit!r}; expected one of {', '.join(FITS)}")
+    if width is None and height is None:
+        raise ValueError("resize needs a width, a height or both")
+    if fit == "contain":
+        size = _scaled(image.size, width=width, height=height)
+        return image.resize(size, _RESAMPLE) if size != image.size else image.copy()
+    if width is None or height is None:
+        raise ValueError(f"fit {fit!r} needs both a width and a height")
+    if fit == "cover":
+        return ImageOps.fit(image, (width, height), method=_RESAMPLE, centering=(0.5, 0.5))
+    return image.resize((width, height), _RESAMPLE)
+
+
+def _scaled(
+    size: tuple[int, int], *, width: int | None = None, height: int | None = None
+) -> tuple[int, int]:
+    """``size`` scaled by one factor to fit within width×height (either may be None: unbounded)."""
+    factors = [limit / side for limit, side in ((width, size[0]), (height, size[1])) if limit]
+    factor = min(factors)
+    return max(1, round(size[0] * factor)), max(1, round(size[1] * factor))

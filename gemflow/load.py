@@ -1,0 +1,473 @@
+"""Load a workflow file: parse, validate everything, and report every problem at once.
+
+The result is a ``Workflow`` of immutable ``Step`` records with vars substituted, defaults applied,
+references resolved to steps or files, and output paths decided. Nothing here touches the network
+or the cache.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from gemflow.errors import Problem, WorkflowError
+from gemflow.graph import build_graph, find_cycles
+from gemflow.steps import KINDS
+from gemflow.steps.api import API_DEFAULTS
+from gemflow.steps.base import FORMAT_BY_SUFFIX, Field, StepKind
+from gemflow.template import VAR_NAME, UnknownVar, resolve_vars, substitute
+from gemflow.workflow import Ref, Step, Workflow
+from gemflow.yamlsafe import LineDict, LineList, YamlError, load_yaml
+
+SUPPORTED_VERSIONS = (1,)
+MAX_WORKFLOW_BYTES = 4 * 1024 * 1024  # a workflow larger than this is almost surely not one
+TOP_LEVEL_KEYS = ("version", "defaults", "vars", "steps")
+STEP_KEYS = ("kind", "output")  # accepted by every kind, besides its own fields
+STEP_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*\Z")
+EXTENSION = {"png": ".png", "webp": ".webp", "jpeg": ".jpg"}
+
+
+def load_workflow(path: str | os.PathLike[str], *, allow_outside: bool = False) -> Workflow:
+    """Load and validate ``path``; raise ``WorkflowError`` listing every problem found."""
+    return _Loader(Path(path), allow_outside=allow_outside).load()
+
+
+def suggest(word: str, options: Iterable[str]) -> str:
+    """' (did you mean 'x'?)' for a near match, else ''."""
+    match = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    return f" (did you mean '{match[0]}'?)" if match else ""
+
+
+def display_path(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+class _Loader:
+    def __init__(self, path: Path, *, allow_outside: bool) -> None:
+        self.path = path.absolute()
+        self.root = self.path.parent
+        self.real_root = self.root.resolve()
+        self.file = display_path(path)
+        self.allow_outside = allow_outside
+        self.problems: list[Problem] = []
+        self.warnings: list[Problem] = []
+
+    # -- reporting ------------------------------------------------------------------------------
+
+    def problem(self, line: int | None, message: str, step: str | None = None) -> None:
+        self.problems.append(Problem(self.file, line, step, message))
+
+    def warn(self, line: int | None, message: str, step: str | None = None) -> None:
+        self.warnings.append(Problem(self.file, line, step, message))
+
+    def fail(self) -> WorkflowError:
+        return WorkflowError(self.problems)
+
+    # -- top level ------------------------------------------------------------------------------
+
+    def load(self) -> Workflow:
+        doc = self.parse()
+        if not isinstance(doc, LineDict):
+            self.problem(
+                1, "a workflow is a mapping with 'version', 'defaults', 'vars' and 'steps'"
+            )
+            raise self.fail()
+        for key in doc:
+            if key not in TOP_LEVEL_KEYS:
+                self.problem(
+                    doc.line_of(key), f"unknown key '{key}'{suggest(str(key), TOP_LEVEL_KEYS)}"
+                )
+        version = doc.get("version", 1)
+        if version not in SUPPORTED_VERSIONS:
+            self.problem(
+                doc.line_of("version"), f"unsupported version {version!r} (this gemflow reads 1)"
+            )
+        variables = self.load_vars(doc.get("vars"), doc.line_of("vars"))
+        defaults = self.load_defaults(doc.get("defaults"), doc.line_of("defaults"), variables)
+        steps_doc = doc.get("steps")
+        if not isinstance(steps_doc, LineDict) or not steps_doc:
+            self.problem(doc.line_of("steps"), "'steps' must be a mapping of step ids to steps")
+            raise self.fail()
+        steps = self.load_steps(steps_doc, defaults, variables)
+        self.check_cycles(steps, steps_doc)
+        if self.problems:
+            raise self.fail()
+        return Workflow(path=self.path, steps=steps, warnings=tuple(self.warnings))
+
+    def parse(self) -> Any:
+        try:
+            size = self.path.stat().st_size
+            if size > MAX_WORKFLOW_BYTES:
+                self.problem(
+                    None, f"file is {size} bytes; a workflow may be at most {MAX_WORKFLOW_BYTES}"
+                )
+                raise self.fail()
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            self.problem(None, "no such workflow file")
+            raise self.fail() from None
+        except UnicodeDecodeError:
+            self.problem(None, "not a UTF-8 text file")
+            raise self.fail() from None
+        except OSError as exc:
+            self.problem(None, f"cannot read: {exc.strerror or exc}")
+            raise self.fail() from None
+        try:
+            doc, duplicates = load_yaml(text)
+        except YamlError as exc:
+            self.problem(exc.line, str(exc))
+            raise self.fail() from None
+        steps_doc = doc.get("steps") if isinstance(doc, LineDict) else None
+        for key, line, first in duplicates:
+            is_step = isinstance(steps_doc, LineDict) and steps_doc.key_lines.get(key) == line
+            what = "step id" if is_step else "key"
+            self.problem(
+                line,
+                f"duplicate {what} '{key}' (first at line {first}); YAML would keep "
+                "only the last silently",
+            )
+        return doc
+
+    def load_vars(self, raw: Any, line: int) -> dict[str, str]:
+        if raw is None:
+            return {}
+        if not isinstance(raw, LineDict):
+            self.problem(line, "'vars' must be a mapping of names to text")
+            return {}
+        texts: dict[str, str] = {}
+        for name, value in raw.items():
+            if not isinstance(name, str) or not VAR_NAME.match(name):
+                self.problem(raw.line_of(name), f"var name {name!r} must be letters, digits and _")
+            elif isinstance(value, str | int | float) and not isinstance(value, bool):
+                texts[name] = str(value)
+            else:
+                self.problem(raw.line_of(name), f"var '{name}' must be text or a number")
+        resolved, errors = resolve_vars(texts)
+        for name, message in errors.items():
+            self.problem(raw.line_of(name), f"var '{name}': {message}")
+        return resolved
+
+    def load_defaults(self, raw: Any, line: int, variables: Mapping[str, str]) -> dict[str, Any]:
+        if raw is None:
+            return {}
+        if not isinstance(raw, LineDict):
+            self.problem(line, "'defaults' must be a mapping")
+            return {}
+        defaults = {}
+        for key, value in raw.items():
+            spec = API_DEFAULTS.get(key)
+            if spec is None:
+                self.problem(
+                    raw.line_of(key),
+                    f"defaults: unknown key '{key}'{suggest(str(key), API_DEFAULTS)}",
+                )
+                continue
+            ok, converted = self.convert(
+                value, spec, variables, raw.line_of(key), None, f"defaults.{key}"
+            )
+            if ok:
+                defaults[key] = converted
+        return defaults
+
+    # -- steps ----------------------------------------------------------------------------------
+
+    def load_steps(
+        self, doc: LineDict, defaults: Mapping[str, Any], variables: Mapping[str, str]
+    ) -> dict[str, Step]:
+        parsed: dict[str, tuple[StepKind, dict[str, Any], LineDict]] = {}
+        for step_id, body in doc.items():
+            line = doc.line_of(step_id)
+            if not isinstance(step_id, str) or not STEP_ID.match(step_id):
+                self.problem(
+                    line,
+                    f"step id {step_id!r} must start with a letter or _ and hold only "
+                    "letters, digits, _ and -",
+                )
+                continue
+            if not isinstance(body, LineDict):
+                self.problem(line, "a step is a mapping with at least 'kind'", step_id)
+                continue
+            result = self.load_params(step_id, body, defaults, variables)
+            if result is not None:
+                parsed[step_id] = (*result, body)
+
+        steps: dict[str, Step] = {}
+        outputs: dict[Path, str] = {}
+        for step_id, (kind, params, body) in parsed.items():
+            refs = self.resolve_refs(step_id, kind, params, body, doc)
+            output = self.resolve_output(step_id, kind, params, body)
+            if refs is None or output is None:
+                continue
+            path, rel, fmt = output
+            if path in outputs:
+                self.problem(
+                    body.line_of("output"), f"writes {rel}, as step '{outputs[path]}' does", step_id
+                )
+                continue
+            outputs[path] = step_id
+            steps[step_id] = Step(step_id, kind, params, refs, path, rel, fmt, doc.line_of(step_id))
+        self.check_outputs_are_not_inputs(steps)
+        return steps
+
+    def load_params(
+        self,
+        step_id: str,
+        body: LineDict,
+        defaults: Mapping[str, Any],
+        variables: Mapping[str, str],
+    ) -> tuple[StepKind, dict[str, Any]] | None:
+        kind_name = body.get("kind")
+        if kind_name is None:
+            self.problem(body.line, f"missing 'kind' (one of: {', '.join(KINDS)})", step_id)
+            return None
+        kind = KINDS.get(kind_name) if isinstance(kind_name, str) else None
+        if kind is None:
+            self.problem(
+                body.line_of("kind"),
+                f"unknown kind {kind_name!r}{suggest(str(kind_name), KINDS)}"
+                f" (kinds: {', '.join(KINDS)})",
+                step_id,
+            )
+            return None
+        fields = kind.fields
+        params: dict[str, Any] = {}
+        ok = True
+        for key, value in body.items():
+            if key in STEP_KEYS:
+                continue
+            line = body.line_of(key)
+            spec = fields.get(key)
+            if spec is None:
+                ok = False
+                self.problem(line, self.unknown_key_message(str(key), kind), step_id)
+                continue
+            good, converted = self.convert(value, spec, variables, line, step_id, key)
+            ok = ok and good
+            if good:
+                params[key] = converted
+        if kind.uses_api:
+            for key, value in defaults.items():
+                params.setdefault(key, value)
+        for key, spec in fields.items():
+            if spec.required and params.get(key) is None and key not in body:
+                ok = False
+                where = " (on the step or in 'defaults')" if key in API_DEFAULTS else ""
+                self.problem(body.line, f"missing '{key}'{where}", step_id)
+        if kind.uses_api and not params.get("model"):
+            ok = False
+            self.problem(body.line, "missing 'model' (on the step or in 'defaults')", step_id)
+        if not ok:
+            return None
+        for key, message in kind.check(params):
+            self.problem(body.line_of(key) if key else body.line, message, step_id)
+        for key, message in kind.warnings(params):
+            self.warn(body.line_of(key) if key else body.line, message, step_id)
+        return kind, params
+
+    def unknown_key_message(self, key: str, kind: StepKind) -> str:
+        allowed = [*STEP_KEYS, *kind.fields]
+        hint = suggest(key, allowed)
+        if not hint:
+            owners = [name for name, other in KINDS.items() if key in other.fields]
+            if owners:
+                hint = f" ('{key}' belongs to {' and '.join(owners)} steps)"
+        return f"unknown key '{key}' for a {kind.name} step{hint}"
+
+    def convert(
+        self,
+        value: Any,
+        spec: Field,
+        variables: Mapping[str, str],
+        line: int,
+        step: str | None,
+        key: str,
+    ) -> tuple[bool, Any]:
+        """Substitute vars, check the type and range; returns (ok, value as the key sees it)."""
+        try:
+            value = _substitute_all(value, variables)
+        except UnknownVar as exc:
+            self.problem(line, f"'{key}': unknown var '${{{exc.name}}}'", step)
+            return False, None
+        error, value = _check_type(value, spec)
+        if error is not None:
+            self.problem(line, f"'{key}' {error}", step)
+            return False, None
+        return True, value
+
+    def resolve_refs(
+        self, step_id: str, kind: StepKind, params: Mapping[str, Any], body: LineDict, doc: LineDict
+    ) -> tuple[Ref, ...] | None:
+        refs = []
+        ok = True
+        for text in kind.references(params):
+            line = _ref_line(body, kind, text)
+            if text in doc:
+                candidate = self.root / text
+                if candidate.exists():
+                    self.problem(
+                        line,
+                        f"'{text}' is both a step id and a file ({display_path(candidate)});"
+                        f" rename the step, or write ./{text} for the file",
+                        step_id,
+                    )
+                    ok = False
+                elif text == step_id:
+                    self.problem(line, "a step cannot use its own output", step_id)
+                    ok = False
+                refs.append(Ref(text, step=text))
+                continue
+            path = self.confine(text, line, step_id, "input")
+            if path is None:
+                ok = False
+            elif not path.is_file():
+                ok = False
+                hint = suggest(text, [k for k in doc if isinstance(k, str)])
+                self.problem(
+                    line,
+                    f"'{text}' is neither a step nor a file "
+                    f"(no {display_path(self.root / text)}){hint}",
+                    step_id,
+                )
+            else:
+                refs.append(Ref(text, path=path))
+        return tuple(refs) if ok else None
+
+    def resolve_output(
+        self, step_id: str, kind: StepKind, params: Mapping[str, Any], body: LineDict
+    ) -> tuple[Path, str, str] | None:
+        line = body.line_of("output")
+        written = body.get("output")
+        if written is not None and not isinstance(written, str):
+            self.problem(line, "'output' must be a path", step_id)
+            return None
+        suffix = Path(written).suffix.lower() if written else None
+        fmt = kind.output_format(params, suffix)
+        if written is None:
+            written = f"out/{step_id}{EXTENSION[fmt]}"
+        elif FORMAT_BY_SUFFIX.get(suffix or "") != fmt:
+            if kind.uses_api:
+                message = (
+                    f"{kind.name} steps write PNG: name the output .png and add a resize step to "
+                    "convert it"
+                )
+            else:
+                message = f"the output's extension does not match its format {fmt!r}"
+            self.problem(line, message, step_id)
+            return None
+        path = self.confine(written, line, step_id, "output")
+        if path is None:
+            return None
+        return path, Path(os.path.relpath(path, self.root)).as_posix(), fmt
+
+    def confine(self, text: str, line: int, step_id: str, what: str) -> Path | None:
+        """The absolute path for ``text``, refusing one that leaves the workflow's folder."""
+        path = Path(os.path.normpath(self.root / text))
+        if self.allow_outside:
+            return path
+        real = path.resolve()
+        if Path(text).is_absolute() or not real.is_relative_to(self.real_root):
+            self.problem(
+                line,
+                f"{what} path '{text}' leaves the workflow's folder "
+                "(pass --allow-outside to allow it)",
+                step_id,
+            )
+            return None
+        return path
+
+    def check_outputs_are_not_inputs(self, steps: Mapping[str, Step]) -> None:
+        outputs = {step.output: step for step in steps.values()}
+        for step in steps.values():
+            for ref in step.refs:
+                if ref.path is not None and ref.path in outputs:
+                    writer = outputs[ref.path]
+                    self.problem(
+                        writer.line,
+                        f"its output {writer.output_rel} is an input file of step "
+                        f"'{step.id}': use the step id '{writer.id}' as the input instead",
+                        writer.id,
+                    )
+
+    def check_cycles(self, steps: Mapping[str, Step], doc: LineDict) -> None:
+        workflow = Workflow(path=self.path, steps=dict(steps))
+        for cycle in find_cycles(build_graph(workflow)):
+            path = " -> ".join([*cycle, cycle[0]])
+            self.problem(
+                doc.line_of(cycle[0]), f"steps depend on each other in a cycle: {path}", cycle[0]
+            )
+
+
+def _substitute_all(value: Any, variables: Mapping[str, str]) -> Any:
+    if isinstance(value, str):
+        return substitute(value, variables)
+    if isinstance(value, LineList):
+        out = LineList(_substitute_all(v, variables) for v in value)
+        out.line, out.item_lines = value.line, value.item_lines
+        return out
+    if isinstance(value, LineDict):
+        mapping = LineDict((k, _substitute_all(v, variables)) for k, v in value.items())
+        mapping.line, mapping.key_lines = value.line, value.key_lines
+        return mapping
+    return value
+
+
+def _type_name(value: Any) -> str:
+    return {
+        bool: "true/false",
+        int: "a number",
+        float: "a number",
+        str: "text",
+        LineList: "a list",
+        LineDict: "a mapping",
+        type(None): "empty",
+    }.get(type(value), "a value")
+
+
+def _check_type(value: Any, spec: Field) -> tuple[str | None, Any]:
+    """(error or None, converted value) for ``value`` against ``spec``."""
+    kind = spec.type
+    if kind == "refs" and isinstance(value, str):
+        value = [value]
+    if kind in ("str", "ref") and not isinstance(value, str):
+        return f"must be text, not {_type_name(value)}", None
+    if kind == "scalar":
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            return f"must be text, not {_type_name(value)}", None
+        value = str(value)
+    if kind == "int" and (isinstance(value, bool) or not isinstance(value, int)):
+        return f"must be a whole number, not {_type_name(value)}", None
+    if kind == "number":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return f"must be a number, not {_type_name(value)}", None
+        value = float(value)
+    if kind == "refs":
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+            return "must be a list of step ids or file paths", None
+        value = list(value)
+    if kind == "list" and not isinstance(value, list):
+        return f"must be a list, not {_type_name(value)}", None
+    if spec.choices is not None and value not in spec.choices:
+        return f"must be one of {', '.join(map(str, spec.choices))}, not {value!r}", None
+    if spec.minimum is not None and value < spec.minimum:
+        return f"must be at least {spec.minimum:g}, not {value}", None
+    if spec.maximum is not None and value > spec.maximum:
+        return f"must be at most {spec.maximum:g}, not {value}", None
+    return None, value
+
+
+def _ref_line(body: LineDict, kind: StepKind, text: str) -> int:
+    """The line where reference ``text`` is written, as near as we know it."""
+    for field in kind.reference_fields:
+        value = body.get(field)
+        if isinstance(value, LineList) and text in value:
+            return value.line_of(value.index(text))
+        if value is not None:
+            return body.line_of(field)
+    return body.line

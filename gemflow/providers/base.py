@@ -1,0 +1,63 @@
+"""The provider interface: the one small seam between gemflow and an image API.
+
+The real provider wraps google-genai (``gemflow.providers.gemini``); tests run that same provider
+against gemflow's emulator over loopback, so there is no second, fake implementation to drift.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class ImageRequest:
+    """One generateContent call for an image, exactly as it will be sent."""
+
+    model: str
+    prompt: str
+    images: tuple[tuple[bytes, str], ...] = ()  # (bytes, mime type), in order
+    system: str | None = None
+    aspect_ratio: str | None = None
+    image_size: str | None = None
+    temperature: float | None = None
+    seed: int | None = None
+    modalities: tuple[str, ...] = ("TEXT", "IMAGE")
+
+    def describe(self) -> dict[str, Any]:
+        """The request as recorded in the cache: every field, images by digest (never the key)."""
+        return {
+            "model": self.model,
+            "prompt": self.prompt,
+            "system": self.system,
+            "aspect_ratio": self.aspect_ratio,
+            "image_size": self.image_size,
+            "temperature": self.temperature,
+            "seed": self.seed,
+            "response_modalities": list(self.modalities),
+            "images": [
+                {"mime_type": mime, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+                for data, mime in self.images
+            ],
+        }
+
+
+@dataclass
+class ImageResponse:
+    """What came back. ``image`` is None when the service answered without one."""
+
+    image: bytes | None
+    mime_type: str | None
+    texts: list[str] = field(default_factory=list)
+    finish_reason: str | None = None
+    block_reason: str | None = None
+    model_version: str | None = None
+    response_id: str | None = None
+    usage: dict[str, int] = field(default_factory=dict)
+
+
+class Provider(Protocol):
+    def generate(self, request: ImageRequest) -> ImageResponse: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,155 @@
+"""The Gemini provider: google-genai's real client, and the one place its errors are translated.
+
+google-genai is imported here only, and this module is imported only when an API call is about to
+happen, so ``gemflow --help`` and fully cached runs never pay for importing the SDK.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+from typing import Any
+
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types
+
+from gemflow.errors import ApiError, ConfigError
+from gemflow.providers.base import ImageRequest, ImageResponse
+
+KEY_VARIABLES = ("GOOGLE_API_KEY", "GEMINI_API_KEY")  # the SDK's own order
+
+
+def api_key_from_env() -> str:
+    """The API key as the SDK would find it; a missing key is one line saying what to set."""
+    for name in KEY_VARIABLES:
+        if value := os.environ.get(name, "").strip():
+            return value
+    raise ConfigError(
+        "no API key: set GEMINI_API_KEY (or GOOGLE_API_KEY), "
+        "or pass --emulator to run on the built-in emulator"
+    )
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """The HTTP transports' own errors (timeouts, refused connections), for whichever is installed."""
+    found = []
+    for name in ("httpx2", "httpx"):
+        try:
+            found.append(importlib.import_module(name).TransportError)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(found)
+
+
+class GeminiProvider:
+    """One google-genai client for a whole run; thread-safe for concurrent steps."""
+
+    def __init__(self, api_key: str, *, base_url: str | None = None, timeout: float | None = None):
+        self._secret = api_key
+        options = types.HttpOptions(
+            base_url=base_url,
+            timeout=int(timeout * 1000) if timeout else None,
+        )
+        # Keep the reference: a client that is garbage-collected closes its HTTP pool under us.
+        self._client = genai.Client(api_key=api_key, http_options=options)
+        self._transport_errors = _transport_errors()
+
+    def close(self) -> None:
+        self._client.close()
+
+    def generate(self, request: ImageRequest) -> ImageResponse:
+        contents: list[Any] = [request.prompt]
+        contents += [
+            types.Part.from_bytes(data=data, mime_type=mime) for data, mime in request.images
+        ]
+        image_config = None
+        if request.aspect_ratio or request.image_size:
+            image_config = types.ImageConfig(
+                aspect_ratio=request.aspect_ratio, image_size=request.image_size
+            )
+        config = types.GenerateContentConfig(
+            response_modalities=list(request.modalities),
+            image_config=image_config,
+            system_instruction=request.system,
+            temperature=request.temperature,
+            seed=request.seed,
+        )
+        try:
+            response = self._client.models.generate_content(
+                model=request.model, contents=contents, config=config
+            )
+        except genai_errors.APIError as exc:
+            raise self._api_error(exc) from None
+        except self._transport_errors as exc:
+            kind = type(exc).__name__
+            raise ApiError(self._redact(f"could not reach the API ({kind}: {exc})")) from None
+        return _parse(response)
+
+    def _api_error(self, exc: genai_errors.APIError) -> ApiError:
+        message = exc.message or str(exc.details) or "unknown error"
+        return ApiError(
+            self._redact(message),
+            code=exc.code,
+            status=exc.status,
+            retry_delay=_retry_delay(exc.details),
+        )
+
+    def _redact(self, text: str) -> str:
+        """Errors can echo request details; the key never leaves this object."""
+        return text.replace(self._secret, "[redacted]") if self._secret else text
+
+
+def _retry_delay(details: Any) -> float | None:
+    """The server's RetryInfo.retryDelay in seconds, if the error body carries one."""
+    error = details.get("error", details) if isinstance(details, dict) else {}
+    for item in error.get("details") or []:
+        if isinstance(item, dict) and str(item.get("@type", "")).endswith("RetryInfo"):
+            match = re.fullmatch(r"([0-9.]+)s", str(item.get("retryDelay", "")))
+            if match:
+                return float(match.group(1))
+    return None
+
+
+def _parse(response: types.GenerateContentResponse) -> ImageResponse:
+    candidate = response.candidates[0] if response.candidates else None
+    image = mime = None
+    texts: list[str] = []
+    parts = candidate.content.parts if candidate and candidate.content else None
+    for part in parts or []:
+        if part.thought:  # Gemini 3 sends interim "thinking" images before the final one
+            continue
+        if part.inline_data and part.inline_data.data:
+            image, mime = part.inline_data.data, part.inline_data.mime_type
+        elif part.text:
+            texts.append(part.text)
+    feedback = response.prompt_feedback
+    return ImageResponse(
+        image=image,
+        mime_type=mime,
+        texts=texts,
+        finish_reason=_enum_name(candidate.finish_reason) if candidate else None,
+        block_reason=_enum_name(feedback.block_reason) if feedback else None,
+        model_version=response.model_version,
+        response_id=response.response_id,
+        usage=_usage(response.usage_metadata),
+    )
+
+
+def _enum_name(value: Any) -> str | None:
+    if value is None:
+        return None
+    return getattr(value, "value", None) or str(value)
+
+
+def _usage(meta: types.GenerateContentResponseUsageMetadata | None) -> dict[str, int]:
+    if meta is None:
+        return {}
+    fields = {
+        "input": meta.prompt_token_count,
+        "output": meta.candidates_token_count,
+        "thoughts": meta.thoughts_token_count,
+        "total": meta.total_token_count,
+    }
+    return {name: int(value) for name, value in fields.items() if value is not None}

@@ -1,0 +1,128 @@
+"""Human output on stderr: a line per step that did something, live progress, a summary."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.markup import escape
+from rich.status import Status as Spinner
+
+from gemflow.events import (
+    Event,
+    Notice,
+    RunFinished,
+    RunStarted,
+    RunSummary,
+    Status,
+    StepFinished,
+    StepReport,
+    StepStarted,
+)
+
+_STYLE = {
+    Status.CACHED: "dim",
+    Status.RESTORE: "cyan",
+    Status.RUN: "green",
+    Status.BLOCKED: "yellow",
+    Status.FAILED: "bold red",
+}
+
+
+class TerminalReporter:
+    def __init__(self, console: Console | None = None, *, verbose: bool = False) -> None:
+        self.console = console or Console(stderr=True, highlight=False)
+        self.verbose = verbose
+        self.dry_run = False
+        self.total = 0
+        self.finished = 0
+        self.running: dict[str, StepStarted] = {}
+        self.spinner: Spinner | None = None
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, RunStarted):
+            self.started(event)
+        elif isinstance(event, StepStarted):
+            self.running[event.id] = event
+            self.update_spinner()
+        elif isinstance(event, StepFinished):
+            self.step_finished(event.report)
+        elif isinstance(event, Notice):
+            self.console.print(f"[yellow]{event.level}:[/] {escape(event.message)}")
+        elif isinstance(event, RunFinished):
+            self.stop_spinner()
+            self.summarise(event.summary)
+
+    def started(self, event: RunStarted) -> None:
+        self.dry_run, self.total = event.dry_run, len(event.steps)
+        mode = " · dry run: nothing is sent" if event.dry_run else ""
+        self.console.print(
+            f"[bold]{escape(event.workflow)}[/]: {self.total} steps ({event.api_steps} API){mode}"
+        )
+
+    def step_finished(self, report: StepReport) -> None:
+        self.finished += 1
+        self.running.pop(report.id, None)
+        if report.status is not Status.CACHED or self.verbose:
+            self.console.print(self.line(report))
+        self.update_spinner()
+
+    def line(self, report: StepReport) -> str:
+        status = "would run" if self.dry_run and report.status is Status.RUN else str(report.status)
+        details = [escape(report.reason)]
+        if report.api_calls:
+            calls = "call" if report.api_calls == 1 else "calls"
+            details.append(f"{report.api_calls} API {calls}")
+        if report.usd:
+            details.append(f"{'~' if self.dry_run else ''}${report.usd:.3f}")
+        if report.seconds >= 0.05:
+            details.append(f"{report.seconds:.1f}s")
+        text = f"  [{_STYLE[report.status]}]{status:<9}[/] {escape(report.id):<20} {' · '.join(details)}"
+        if report.error:
+            text += f"\n  {'':<9} {'':<20} [red]{escape(report.error)}[/]"
+        return text
+
+    def update_spinner(self) -> None:
+        if not self.console.is_terminal:
+            return
+        if not self.running:
+            self.stop_spinner()
+            return
+        names = ", ".join(list(self.running)[:4]) + (" …" if len(self.running) > 4 else "")
+        message = (
+            f"{self.finished}/{self.total} done · running {len(self.running)}: {escape(names)}"
+        )
+        if self.spinner is None:
+            self.spinner = self.console.status(message)
+            self.spinner.start()
+        else:
+            self.spinner.update(message)
+
+    def stop_spinner(self) -> None:
+        if self.spinner is not None:
+            self.spinner.stop()
+            self.spinner = None
+
+    def summarise(self, summary: RunSummary) -> None:
+        counts = {k: v for k, v in summary.counts().items() if v}
+        if self.dry_run and "run" in counts:
+            counts["would run"] = counts.pop("run")
+        parts = [", ".join(f"{n} {status}" for status, n in counts.items())]
+        calls = summary.api_calls
+        if self.dry_run:
+            parts.append(
+                f"would make {calls} API call{'s' * (calls != 1)}, est. ${summary.usd:.3f}"
+            )
+        else:
+            parts.append(f"{calls} API call{'s' * (calls != 1)}")
+            tokens = summary.tokens().get("total")
+            if tokens:
+                parts.append(f"{tokens:,} tokens")
+            if summary.usd:
+                parts.append(f"~${summary.usd:.3f}")
+        if summary.interrupted:
+            parts.append("[red]interrupted[/]")
+        self.console.print(" · ".join(parts))
+        failures = [s for s in summary.steps if s.status is Status.FAILED]
+        for report in failures:
+            self.console.print(
+                f"[bold red]failed:[/] {escape(report.id)}: {escape(report.error or '')}"
+            )

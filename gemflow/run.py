@@ -1,0 +1,398 @@
+"""The runner: walks the DAG, decides each step from its key, runs what must run, emits events.
+
+Decisions are made on the main thread as soon as a step's inputs are known (so a step's key always
+includes the digests of its upstream outputs); only the work itself (an API call, a Pillow
+operation) goes to the thread pool. The runner never prints.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+
+from gemflow.errors import ConfigError, GemflowError, InputError, StepError
+from gemflow.events import (
+    Event,
+    Notice,
+    RunFinished,
+    RunStarted,
+    RunSummary,
+    Status,
+    StepFinished,
+    StepReport,
+    StepStarted,
+)
+from gemflow.fileio import DigestMemo, write_atomic
+from gemflow.graph import build_graph, ordered, select
+from gemflow.keys import digest, key_material, step_key
+from gemflow.lockfile import LockEntry, LockFile
+from gemflow.models import model_info
+from gemflow.state import Decision, decide, recorded_params
+from gemflow.steps.base import InputImage, RunContext, StepOutput
+from gemflow.store import Store
+from gemflow.workflow import Step, Workflow
+
+ProviderFactory = Callable[[], Any]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    targets: tuple[str, ...] = ()
+    force: frozenset[str] = frozenset()
+    force_all: bool = False
+    jobs: int = 8
+    dry_run: bool = False
+    service: str | None = None  # the key's "service" when not Google's default endpoint
+
+
+@dataclass
+class _Done:
+    """A finished step's result, as its dependents need it."""
+
+    key: str | None
+    digest: str | None  # None: not known (a dry run's step that would run)
+
+
+@dataclass
+class _Job:
+    step: Step
+    key: str
+    material: dict[str, Any]
+    reason: str
+    inputs: list[str]  # digests in order
+    started: float = field(default_factory=time.monotonic)
+
+
+class Runner:
+    def __init__(
+        self,
+        workflow: Workflow,
+        store: Store,
+        options: RunOptions,
+        *,
+        provider_factory: ProviderFactory | None = None,
+        emit: Callable[[Event], None] = lambda event: None,
+    ) -> None:
+        self.workflow = workflow
+        self.store = store
+        self.options = options
+        self.emit = emit
+        self.graph = build_graph(workflow)
+        self.lock = LockFile.load(workflow.lock_path)
+        self.memo = DigestMemo(store.load_memo())
+        self.summary = RunSummary(workflow=str(workflow.path), dry_run=options.dry_run)
+        self._provider_factory = provider_factory
+        self._provider: Any = None
+        self._provider_lock = threading.Lock()
+        self._done: dict[str, _Done] = {}
+        self._failed: set[str] = set()
+
+    # -- public -----------------------------------------------------------------------------------
+
+    def run(self) -> RunSummary:
+        order = ordered(self.graph, select(self.graph, self.options.targets))
+        steps = self.workflow.steps
+        self.emit(
+            RunStarted(
+                workflow=self.workflow.display_name,
+                steps=tuple(order),
+                api_steps=sum(steps[s].uses_api for s in order),
+                dry_run=self.options.dry_run,
+                jobs=self.options.jobs,
+            )
+        )
+        for warning in self.workflow.warnings:
+            self.emit(Notice(str(warning)))
+        if self.lock.problem:
+            self.emit(Notice(self.lock.problem))
+        try:
+            self._walk(order)
+        except KeyboardInterrupt:
+            self.summary.interrupted = True
+            raise
+        finally:
+            self._finish()
+        return self.summary
+
+    # -- scheduling -------------------------------------------------------------------------------
+
+    def _walk(self, order: list[str]) -> None:
+        selected = set(order)
+        waiting = {sid: {r.step for r in self.workflow.steps[sid].refs if r.step} for sid in order}
+        dependents: dict[str, list[str]] = {sid: [] for sid in order}
+        for sid, deps in waiting.items():
+            for dep in deps:
+                dependents[dep].append(sid)
+        ready = deque(sid for sid in order if not waiting[sid])
+        running: dict[Future[StepOutput], _Job] = {}
+
+        def finished(sid: str) -> None:
+            for child in dependents[sid]:
+                waiting[child].discard(sid)
+                if not waiting[child] and child in selected:
+                    ready.append(child)
+
+        with ThreadPoolExecutor(max_workers=max(1, self.options.jobs)) as pool:
+            try:
+                while ready or running:
+                    while ready:
+                        sid = ready.popleft()
+                        job = self._start(self.workflow.steps[sid])
+                        if job is None:
+                            finished(sid)
+                        else:
+                            running[pool.submit(self._execute, job)] = job
+                    if running:
+                        done, _ = wait(running, return_when=FIRST_COMPLETED)
+                        for future in done:
+                            job = running.pop(future)
+                            self._collect(job, future)
+                            finished(job.step.id)
+            except BaseException:
+                for future in running:
+                    future.cancel()
+                raise
+
+    # -- one step ---------------------------------------------------------------------------------
+
+    def _start(self, step: Step) -> _Job | None:
+        """Decide ``step``. Returns a job when it must run for real; else records it as finished."""
+        failed = [r.step for r in step.refs if r.step in self._failed]
+        if failed:
+            self._failed.add(step.id)
+            return self._report(step, Status.BLOCKED, f"input step {failed[0]} failed")
+        unknown = [r.step for r in step.refs if r.step and self._done[r.step].digest is None]
+        if unknown:  # only in a dry run: an upstream step would run, so this key is not known yet
+            return self._planned(step, f"input step {unknown[0]} will run", None)
+        inputs = self._input_digests(step)
+        if inputs is None:
+            return None
+        material = key_material(step, inputs, self.options.service)
+        key = step_key(material)
+        forced = self.options.force_all or step.id in self.options.force
+        decision = decide(
+            step,
+            key,
+            material,
+            store=self.store,
+            memo=self.memo,
+            forced=forced,
+            lock_entry=self.lock.entries.get(step.id),
+        )
+        if self.options.dry_run:
+            return self._planned(step, decision.reason, key, decision)
+        if decision.status is Status.CACHED:
+            if decision.adopt:
+                self._adopt(step, key)
+            return self._finish_step(
+                step, key, material, inputs, Status.CACHED, decision.reason, decision.digest
+            )
+        if decision.status is Status.RESTORE and self._restore(step, key):
+            return self._finish_step(
+                step, key, material, inputs, Status.RESTORE, decision.reason, decision.digest
+            )
+        reason = decision.reason if decision.status is Status.RUN else "stored result was corrupt"
+        self.emit(StepStarted(step.id, step.kind.name, reason, step.uses_api))
+        return _Job(step, key, material, reason, inputs)
+
+    def _input_digests(self, step: Step) -> list[str] | None:
+        digests = []
+        for ref in step.refs:
+            if ref.step is not None:
+                digests.append(self._done[ref.step].digest)
+                continue
+            value = self.memo.digest(ref.path)
+            if value is None:
+                self._failed.add(step.id)
+                self._report(
+                    step, Status.FAILED, "input file missing", error=f"{ref.text}: no such file"
+                )
+                return None
+            digests.append(value)
+        return digests
+
+    def _planned(self, step: Step, reason: str, key: str | None, decision: Decision | None = None):
+        status = decision.status if decision else Status.RUN
+        estimate = step.kind.estimate(step) if status is Status.RUN else None
+        self._done[step.id] = _Done(key, decision.digest if decision else None)
+        report = StepReport(
+            id=step.id,
+            kind=step.kind.name,
+            status=status,
+            reason=reason,
+            output=step.output_rel,
+            api_calls=estimate.api_calls if estimate else 0,
+            usd=estimate.usd if estimate else 0.0,
+            key=key,
+        )
+        self.summary.steps.append(report)
+        self.emit(StepFinished(report))
+
+    def _adopt(self, step: Step, key: str) -> None:
+        entry = self.lock.entries[step.id]
+        meta = {"model_version": entry.model_version, "usage": entry.tokens, "adopted": True}
+        self.store.put(key, step.output.read_bytes(), meta)
+
+    def _restore(self, step: Step, key: str) -> bool:
+        data = self.store.blob(key)
+        if data is None:
+            self.emit(
+                Notice(f"cache entry for step '{step.id}' was corrupt: dropped, running again")
+            )
+            return False
+        write_atomic(step.output, data)
+        self.memo.remember(step.output, digest(data))
+        return True
+
+    def _execute(self, job: _Job) -> StepOutput:
+        """On a worker thread: gather the input bytes, run the kind, store and write the result."""
+        step = job.step
+        images = []
+        for ref, expected in zip(step.refs, job.inputs, strict=True):
+            data = self.store.blob(self._done[ref.step].key) if ref.step else ref.path.read_bytes()
+            if data is None or digest(data) != expected:
+                raise InputError(f"input {ref.text} changed while the run was going on")
+            images.append(InputImage(ref.text, data))
+        result = step.kind.run(step, images, RunContext(self._get_provider))
+        meta = {**result.meta, "step": step.id, "kind": step.kind.name}
+        self.store.put(job.key, result.data, meta)
+        write_atomic(step.output, result.data)
+        self.memo.remember(step.output, digest(result.data))
+        return result
+
+    def _collect(self, job: _Job, future: Future[StepOutput]) -> None:
+        step = job.step
+        seconds = time.monotonic() - job.started
+        try:
+            result = future.result()
+        except ConfigError:
+            raise  # no key, say: every API step would fail the same way, so stop the run
+        except (GemflowError, OSError) as exc:
+            self._failed.add(step.id)
+            calls = 1 if step.uses_api and isinstance(exc, StepError) else 0
+            message = (
+                str(exc) if isinstance(exc, GemflowError) else f"{exc.strerror}: {exc.filename}"
+            )
+            self._report(
+                step, Status.FAILED, job.reason, error=message, seconds=seconds, api_calls=calls
+            )
+            return
+        usage = result.meta.get("usage") or {}
+        self._finish_step(
+            step,
+            job.key,
+            job.material,
+            job.inputs,
+            Status.RUN,
+            job.reason,
+            digest(result.data),
+            api_calls=result.api_calls,
+            tokens=usage,
+            seconds=seconds,
+            usd=_spent(step, usage) if result.api_calls else 0.0,
+            model_version=result.meta.get("model_version"),
+        )
+
+    # -- bookkeeping ------------------------------------------------------------------------------
+
+    def _finish_step(
+        self,
+        step: Step,
+        key: str,
+        material: dict[str, Any],
+        inputs: list[str],
+        status: Status,
+        reason: str,
+        output_digest: str | None,
+        *,
+        model_version: str | None = None,
+        tokens: dict[str, int] | None = None,
+        **report: Any,
+    ) -> None:
+        self._done[step.id] = _Done(key, output_digest)
+        previous = self.lock.entries.get(step.id)
+        if model_version is None and previous is not None and previous.key == key:
+            model_version, tokens = previous.model_version, previous.tokens
+        elif model_version is None:
+            meta = self.store.meta(key) or {}
+            model_version, tokens = meta.get("model_version"), meta.get("usage") or {}
+        self.lock.entries[step.id] = LockEntry(
+            key=key,
+            kind=step.kind.name,
+            params=recorded_params(material),
+            inputs=[{"ref": r.text, "digest": d} for r, d in zip(step.refs, inputs, strict=True)],
+            output=step.output_rel,
+            digest=output_digest or "",
+            model_version=model_version,
+            tokens=dict(tokens or {}),
+        )
+        fresh_tokens = tokens if status is Status.RUN else {}
+        self._report(step, status, reason, key=key, tokens=dict(fresh_tokens or {}), **report)
+
+    def _report(self, step: Step, status: Status, reason: str, **fields: Any) -> None:
+        report = StepReport(
+            id=step.id,
+            kind=step.kind.name,
+            status=status,
+            reason=reason,
+            output=step.output_rel,
+            **fields,
+        )
+        self.summary.steps.append(report)
+        self.emit(StepFinished(report))
+
+    def _get_provider(self) -> Any:
+        with self._provider_lock:
+            if self._provider is None:
+                if self._provider_factory is None:
+                    raise StepError("this run has no API provider")
+                self._provider = self._provider_factory()
+            return self._provider
+
+    def _finish(self) -> None:
+        if self._provider is not None:
+            self._provider.close()
+        for key in self.store.corrupt:
+            self.emit(Notice(f"dropped a corrupt cache entry ({key})"))
+        if not self.options.dry_run:
+            known = set(self.workflow.steps)
+            for sid in [s for s in self.lock.entries if s not in known]:
+                del self.lock.entries[sid]
+            self.lock.save()
+        if self.memo.changed:
+            self.store.save_memo(self.memo.entries)
+        self.emit(RunFinished(self.summary))
+
+
+def _spent(step: Step, usage: dict[str, int]) -> float:
+    info = model_info(step.params["model"])
+    if info is None:
+        return 0.0
+    size = step.params.get("image_size")
+    return (
+        info.size_info(size).usd_per_image + usage.get("input", 0) * info.input_usd_per_mtok / 1e6
+    )
+
+
+def run_workflow(
+    workflow: Workflow,
+    store: Store,
+    options: RunOptions,
+    *,
+    provider_factory: ProviderFactory | None = None,
+    emit: Callable[[Event], None] | Iterable[Callable[[Event], None]] = (),
+) -> RunSummary:
+    """Run (or with ``options.dry_run``, plan) ``workflow``; every event goes to each of ``emit``."""
+    listeners = [emit] if callable(emit) else list(emit)
+
+    def broadcast(event: Event) -> None:
+        for listener in listeners:
+            listener(event)
+
+    runner = Runner(workflow, store, options, provider_factory=provider_factory, emit=broadcast)
+    return runner.run()

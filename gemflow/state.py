@@ -1,0 +1,99 @@
+"""Is a step up to date? A status with a reason, decided from the store, the lock file and the disk."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from gemflow.events import Status
+from gemflow.fileio import DigestMemo
+from gemflow.lockfile import LockEntry
+from gemflow.store import Store
+from gemflow.workflow import Step
+
+
+@dataclass(frozen=True)
+class Decision:
+    status: Status
+    reason: str
+    digest: str | None = None  # the output's digest, when a stored or adopted result decides it
+    adopt: bool = False  # the output on disk matches the lock file: take it into the store
+
+
+def recorded_params(material: dict[str, Any]) -> dict[str, Any]:
+    """What the lock file records of a key's material, to explain later what changed."""
+    params = {**material["params"], "format": material["format"]}
+    if "service" in material:
+        params["service"] = material["service"]
+    return params
+
+
+def decide(
+    step: Step,
+    key: str,
+    material: dict[str, Any],
+    *,
+    store: Store,
+    lock_entry: LockEntry | None,
+    memo: DigestMemo,
+    forced: bool,
+) -> Decision:
+    if forced:
+        return Decision(Status.RUN, "forced")
+    meta = store.meta(key)
+    if meta is not None:
+        on_disk = memo.digest(step.output)
+        if on_disk == meta["digest"]:
+            return Decision(Status.CACHED, "up to date", meta["digest"])
+        if lock_entry is not None and lock_entry.key != key:
+            reason = "earlier result for these inputs (" + explain(step, material, lock_entry) + ")"
+        elif on_disk is None:
+            reason = "output missing"
+        else:
+            reason = "output differs from the stored result"
+        return Decision(Status.RESTORE, reason, meta["digest"])
+    if lock_entry is not None and lock_entry.key == key:
+        if memo.digest(step.output) == lock_entry.digest:
+            return Decision(
+                Status.CACHED,
+                "up to date (taken from the lock file)",
+                lock_entry.digest,
+                adopt=True,
+            )
+        return Decision(Status.RUN, "output missing or changed, and not in the cache")
+    return Decision(Status.RUN, explain(step, material, lock_entry))
+
+
+def explain(step: Step, material: dict[str, Any], entry: LockEntry | None) -> str:
+    """Why the key differs from the one the lock file recorded: what changed, in words."""
+    if entry is None:
+        return "new step"
+    reasons = []
+    if entry.kind != step.kind.name:
+        reasons.append(f"kind changed from {entry.kind} to {step.kind.name}")
+    old, new = entry.params, recorded_params(material)
+    for name in sorted(set(old) | set(new)):
+        if old.get(name) == new.get(name):
+            continue
+        if name in ("prompt", "system"):
+            reasons.append(f"{name} changed")
+        else:
+            reasons.append(f"{name} changed from {_show(old.get(name))} to {_show(new.get(name))}")
+    old_refs = [item.get("ref") for item in entry.inputs]
+    new_refs = [ref.text for ref in step.refs]
+    if old_refs != new_refs:
+        reasons.append(
+            f"inputs changed from [{', '.join(map(str, old_refs))}] to [{', '.join(new_refs)}]"
+        )
+    else:
+        for item, now in zip(entry.inputs, material["inputs"], strict=True):
+            if item.get("digest") != now:
+                reasons.append(f"input {item['ref']} changed")
+    return "; ".join(reasons) or "recipe changed (a newer gemflow makes this kind differently)"
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "unset"
+    text = str(value)
+    return text if len(text) <= 40 else text[:37] + "..."

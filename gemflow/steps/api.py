@@ -1,0 +1,181 @@
+"""What ``generate`` and ``edit`` share: one Gemini image request, validated against the model table."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from gemflow.errors import InputError, NoImageError
+from gemflow.models import model_info
+from gemflow.steps.base import Estimate, Field, InputImage, RunContext, StepKind, StepOutput
+
+if TYPE_CHECKING:
+    from gemflow.providers.base import ImageRequest, ImageResponse
+    from gemflow.workflow import Step
+
+# Keys that `defaults:` may set for every API step.
+API_DEFAULTS: Mapping[str, Field] = {
+    "model": Field("str", doc="model id; see gemflow/data/models.toml"),
+    "system": Field("str", doc="system instruction"),
+    "aspect_ratio": Field("str", doc='e.g. "16:9" (quoted or not)'),
+    "image_size": Field("scalar", doc='"512", "1K", "2K" or "4K" as the model allows'),
+    "temperature": Field("number", minimum=0, maximum=2),
+    "seed": Field("int"),
+}
+
+_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+)
+
+
+def sniff_mime(data: bytes) -> str | None:
+    """The image type from the first bytes; we send exactly the bytes we hashed, typed right."""
+    for magic, mime in _MAGIC:
+        if data.startswith(magic):
+            return mime
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    if data[4:12] in (b"ftypheic", b"ftypheix", b"ftypmif1"):
+        return "image/heic"
+    return None
+
+
+class GeminiImageKind(StepKind):
+    """A step that sends one request to a Gemini image model and keeps the image it returns."""
+
+    uses_api: ClassVar[bool] = True
+    # generate and edit send the same request for the same parameters: one key identity for both.
+    key_kind: ClassVar[str] = "gemini-image"
+    images_required: ClassVar[bool] = False
+    reference_fields = ("images",)
+
+    @property
+    def fields(self) -> Mapping[str, Field]:  # type: ignore[override]
+        return {
+            **API_DEFAULTS,
+            "prompt": Field("str", required=True),
+            "images": Field(
+                "refs", required=self.images_required, doc="step ids or files, in order"
+            ),
+            "description": Field("str", in_key=False),
+        }
+
+    def output_format(self, params: Mapping[str, Any], suffix: str | None) -> str:
+        return "png"
+
+    def check(self, params: Mapping[str, Any]) -> list[tuple[str | None, str]]:
+        info = model_info(params["model"]) if params.get("model") else None
+        if info is None:
+            return []
+        problems: list[tuple[str | None, str]] = []
+        ratio = params.get("aspect_ratio")
+        if ratio is not None and ratio not in info.ratios:
+            problems.append(
+                (
+                    "aspect_ratio",
+                    f"{ratio!r} is not accepted by {info.id} (accepted: {', '.join(info.ratios)})",
+                )
+            )
+        size = params.get("image_size")
+        if size is not None:
+            if info.fixed_size:
+                problems.append(
+                    ("image_size", f"{info.id} has a fixed output size: remove image_size")
+                )
+            elif size not in info.sizes:
+                hint = f" (did you mean {size.upper()!r}?)" if size.upper() in info.sizes else ""
+                problems.append(
+                    (
+                        "image_size",
+                        f"{size!r} is not accepted by {info.id} "
+                        f"(accepted: {', '.join(info.sizes)}){hint}",
+                    )
+                )
+        count = len(params.get("images") or ())
+        if count > info.max_input_images:
+            problems.append(
+                ("images", f"{count} images; {info.id} takes at most {info.max_input_images}")
+            )
+        return problems
+
+    def warnings(self, params: Mapping[str, Any]) -> list[tuple[str | None, str]]:
+        model = params.get("model")
+        if model and model_info(model) is None:
+            return [("model", f"unknown model {model!r}: not validated, no cost estimate")]
+        return []
+
+    def estimate(self, step: Step) -> Estimate:
+        info = model_info(step.params["model"])
+        if info is None:
+            return Estimate(api_calls=1)
+        usd = info.estimate_cost(
+            prompt_chars=len(step.params["prompt"]) + len(step.params.get("system") or ""),
+            input_images=len(step.refs),
+            image_size=step.params.get("image_size"),
+        )
+        return Estimate(api_calls=1, usd=usd)
+
+    def build_request(self, step: Step, inputs: Sequence[InputImage]) -> ImageRequest:
+        from gemflow.providers.base import ImageRequest
+
+        images = []
+        for image in inputs:
+            mime = sniff_mime(image.data)
+            if mime is None:
+                raise InputError(
+                    f"{image.ref}: not an image the API accepts (PNG, JPEG, WebP, GIF, HEIC)"
+                )
+            images.append((image.data, mime))
+        p = step.params
+        return ImageRequest(
+            model=p["model"],
+            prompt=p["prompt"],
+            images=tuple(images),
+            system=p.get("system"),
+            aspect_ratio=p.get("aspect_ratio"),
+            image_size=p.get("image_size"),
+            temperature=p.get("temperature"),
+            seed=p.get("seed"),
+        )
+
+    def run(self, step: Step, inputs: Sequence[InputImage], ctx: RunContext) -> StepOutput:
+        request = self.build_request(step, inputs)
+        response = ctx.provider().generate(request)
+        if response.image is None:
+            reason = response.block_reason or response.finish_reason or "no image part"
+            if reason == "STOP":
+                reason = "text only"
+            raise NoImageError(reason, " ".join(response.texts))
+        return StepOutput(
+            data=_as_png(response.image, response.mime_type),
+            meta=_meta(request, response),
+            api_calls=1,
+        )
+
+
+def _as_png(data: bytes, mime: str | None) -> bytes:
+    """API outputs are stored as PNG: a JPEG answer is converted losslessly from its pixels."""
+    if mime == "image/png" or sniff_mime(data) == "image/png":
+        return data
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as image:
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        return buffer.getvalue()
+
+
+def _meta(request: ImageRequest, response: ImageResponse) -> dict[str, Any]:
+    return {
+        "model_version": response.model_version,
+        "response_id": response.response_id,
+        "finish_reason": response.finish_reason,
+        "usage": response.usage,
+        "texts": response.texts,
+        "mime_type": response.mime_type,
+        "request": request.describe(),
+    }

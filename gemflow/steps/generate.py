@@ -1,0 +1,7 @@
+"""``generate``: text to image, optionally guided by reference ``images``."""
+
+from gemflow.steps.api import GeminiImageKind
+
+
+class Generate(GeminiImageKind):
+    name = "generate"

@@ -1,0 +1,97 @@
+"""Shared fixtures. Every test runs in its own folder with a clean environment and no network:
+API paths go through the real google-genai client to gemflow's emulator on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import textwrap
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from gemflow.cli import cli
+from gemflow.emulator import Emulator
+
+FAKE_KEY = "AIzaTEST-fake-key-0123456789abcdef"
+ENV_TO_SCRUB = (
+    "GEMINI_API_KEY",
+    "GOOGLE_API_KEY",
+    "GOOGLE_GEMINI_BASE_URL",
+    "GEMFLOW_CACHE_DIR",
+    "GOOGLE_GENAI_API_VERSION",
+)
+PHOTOS = Path(__file__).parent.parent / "workflows" / "photos"
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in ENV_TO_SCRUB:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def emulator() -> Iterator[Emulator]:
+    with Emulator(scale=0.125) as emu:
+        yield emu
+
+
+@dataclass
+class Project:
+    """A workflow folder in a temp dir, run through the real CLI against the emulator."""
+
+    root: Path
+    emulator: Emulator
+
+    @property
+    def workflow(self) -> Path:
+        return self.root / "wf.yaml"
+
+    @property
+    def lock(self) -> dict:
+        return json.loads((self.root / "wf.lock").read_text())
+
+    def write(self, text: str) -> Path:
+        self.workflow.write_text(textwrap.dedent(text))
+        return self.workflow
+
+    def add_photo(self, name: str = "photos/me.jpg", source: str = "me.jpg") -> Path:
+        target = self.root / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(PHOTOS / source, target)
+        return target
+
+    def run(self, *args: str, expect: int | None = 0) -> Result:
+        env = {"GEMINI_API_KEY": FAKE_KEY, "GEMFLOW_CACHE_DIR": str(self.root / "cache")}
+        argv = ["run", str(self.workflow), "--base-url", self.emulator.url, *args]
+        result = CliRunner().invoke(cli, argv, env=env, catch_exceptions=False)
+        if expect is not None:
+            assert result.exit_code == expect, result.output
+        return result
+
+    def run_json(self, *args: str, expect: int | None = 0) -> dict:
+        return json.loads(self.run("--json", *args, expect=expect).stdout)
+
+    def calls(self) -> list[dict]:
+        return self.emulator.api_calls()
+
+    def prompts(self) -> list[str]:
+        return [call["prompt"] for call in self.calls()]
+
+
+@pytest.fixture
+def project(tmp_path: Path, emulator: Emulator) -> Project:
+    root = tmp_path / "project"
+    root.mkdir()
+    return Project(root, emulator)
+
+
+@pytest.fixture
+def isolated_env() -> dict[str, str]:
+    """The environment a subprocess should get: ours, without any API key or endpoint."""
+    return {k: v for k, v in os.environ.items() if k not in ENV_TO_SCRUB}

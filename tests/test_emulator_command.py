@@ -1,0 +1,74 @@
+"""``gemflow emulator``: the click command that serves the emulator in the foreground."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from gemflow.emulator.command import emulator_command
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_help_lists_the_options() -> None:
+    result = CliRunner().invoke(emulator_command, ["--help"], catch_exceptions=False)
+    assert result.exit_code == 0
+    for option in (
+        "--port",
+        "--log",
+        "--latency",
+        "--faults",
+        "--retry-delay",
+        "--seed",
+        "--scale",
+    ):
+        assert option in result.output
+
+
+def test_junk_fault_spec_is_a_usage_error() -> None:
+    result = CliRunner().invoke(emulator_command, ["--port", "0", "--faults", "418=2"])
+    assert result.exit_code == 2
+    assert "--faults" in result.output
+
+
+def test_serves_until_ctrl_c_then_exits_0_quietly(tmp_path: Path) -> None:
+    log = tmp_path / "emulator.jsonl"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    code = "from gemflow.emulator.command import emulator_command; emulator_command()"
+    args = ["--port", "0", "--scale", "0.05", "--log", str(log)]
+    with subprocess.Popen(
+        [sys.executable, "-c", code, *args],
+        cwd=REPO,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
+        assert process.stderr is not None
+        banner = process.stderr.readline()
+        match = re.search(r"export GOOGLE_GEMINI_BASE_URL=(http://127\.0\.0\.1:\d+)", banner)
+        assert match, banner
+        request = urllib.request.Request(
+            f"{match[1]}/v1/models/gemini-3-pro-image", headers={"x-goog-api-key": "k"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert json.loads(response.read())["name"] == "models/gemini-3-pro-image"
+        process.send_signal(signal.SIGINT)
+        rest = process.stderr.read()
+        assert process.wait(timeout=10) == 0
+    assert "Traceback" not in rest
+    assert json.loads(log.read_text(encoding="utf-8"))["endpoint"] == "getModel"
+
+
+def test_importing_the_command_does_not_import_pillow() -> None:
+    """The main CLI registers this command; ``gemflow --help`` must not pay for Pillow."""
+    code = "import sys, gemflow.emulator.command; sys.exit('PIL' in sys.modules)"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    assert subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env).returncode == 0
