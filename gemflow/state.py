@@ -77,6 +77,10 @@ def explain(step: Step, material: dict[str, Any], entry: LockEntry | None) -> st
             continue
         if name in ("prompt", "system"):
             reasons.append(f"{name} changed")
+        elif name == "service":
+            reasons.append(
+                f"service changed from {_service(old.get(name))} to {_service(new.get(name))}"
+            )
         else:
             reasons.append(f"{name} changed from {_show(old.get(name))} to {_show(new.get(name))}")
     old_refs = [item.get("ref") for item in entry.inputs]
@@ -90,6 +94,10 @@ def explain(step: Step, material: dict[str, Any], entry: LockEntry | None) -> st
             if item.get("digest") != now:
                 reasons.append(f"input {item['ref']} changed")
     return "; ".join(reasons) or "recipe changed (a newer gemflow makes this kind differently)"
+
+
+def _service(value: Any) -> str:
+    return {None: "Google's API", "emulator": "the emulator"}.get(value, str(value))
 
 
 def _show(value: Any) -> str:

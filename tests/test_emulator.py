@@ -201,6 +201,12 @@ def test_same_request_gives_the_same_bytes_even_from_another_emulator(
     assert final_image(generate(second, seed=7, temperature=0.4)) == image
 
 
+def test_concurrent_identical_requests_get_identical_bytes(full_size_client: genai.Client) -> None:
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        images = set(pool.map(lambda _: final_image(generate(full_size_client, "Same")), range(16)))
+    assert len(images) == 1
+
+
 RED = png(40, 40, (255, 0, 0))
 GREEN = png(40, 40, (0, 255, 0))
 BASE_REQUEST: dict[str, Any] = {

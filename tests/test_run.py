@@ -357,7 +357,7 @@ def test_emulator_results_never_answer_for_the_real_service(project: Project) ->
 
     doc = json.loads(result.stdout)
     assert statuses(doc)["base"] == "run"
-    assert reasons(doc)["base"].startswith("service changed")
+    assert reasons(doc)["base"] == f"service changed from {project.emulator.url} to Google's API"
 
 
 def test_emulator_flag_builds_the_quickstart_with_no_key(tmp_path: Path) -> None:
@@ -373,3 +373,41 @@ def test_emulator_flag_builds_the_quickstart_with_no_key(tmp_path: Path) -> None
     assert result.exit_code == 0, result.output
     assert (work / "out" / "thumb.webp").is_file()
     assert (work / "quickstart.lock").is_file()
+
+
+def test_moving_an_output_or_adding_a_description_makes_no_calls(project: Project) -> None:
+    built(project)
+    before = len(project.calls())
+    project.write(
+        CHAIN.replace(
+            "    prompt: A blue pear.\n",
+            "    prompt: A blue pear.\n    output: pears/blue.png\n"
+            "    description: the pear, elsewhere\n",
+        )
+    )
+    doc = project.run_json()
+    assert len(project.calls()) == before
+    assert statuses(doc)["other"] == "restore"
+    assert (project.root / "pears" / "blue.png").is_file()
+
+
+def test_a_corrupt_cache_entry_is_never_served(project: Project) -> None:
+    built(project)
+    before = len(project.calls())
+    (project.root / "out" / "other.png").unlink()
+    import diskcache
+
+    with diskcache.Cache(
+        str(project.root / "cache")
+    ) as raw:  # flip the stored bytes behind our back
+        raw.set(f"blob:{project.lock['steps']['other']['key']}", b"garbage")
+    result = project.run()
+    assert "was corrupt" in result.stderr
+    assert len(project.calls()) > before  # re-made, not served
+    assert (project.root / "out" / "other.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_workflow_warnings_are_shown(project: Project) -> None:
+    project.write("version: 1\nsteps:\n  a: {kind: generate, prompt: x, model: gemini-9-image}\n")
+    result = project.run("--dry-run")
+    assert "unknown model 'gemini-9-image'" in result.stderr

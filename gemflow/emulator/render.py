@@ -25,9 +25,10 @@ import hashlib
 import io
 import json
 import math
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache, cached_property
+from functools import cached_property
 
 from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
@@ -40,6 +41,7 @@ MARK_BYTES = 3 * STRIPE_CELLS
 _RAMP = 16
 _CUBE_START = 16
 _STRIPE_START = 232
+_RAMP_LUT = [v * (_RAMP - 1) // 255 for v in range(256)]
 _REFERENCE_FONT_SIZE = 100
 
 Font = ImageFont.FreeTypeFont | ImageFont.ImageFont | ImageFont.TransposedFont
@@ -103,7 +105,7 @@ def pixel_size(aspect_ratio: str, image_size: str, scale: float = 1.0) -> tuple[
 
 
 def parse_ratio(aspect_ratio: str) -> tuple[int, int]:
-    """ "16:9" -> (16, 9). Raises ValueError for anything else."""
+    """Parse "16:9" into (16, 9). Raises ValueError for anything else."""
     left, sep, right = aspect_ratio.partition(":")
     if not (sep and left.isdigit() and right.isdigit() and int(left) and int(right)):
         raise ValueError(f"not an aspect ratio: {aspect_ratio!r}")
@@ -148,10 +150,8 @@ def render(scene: Scene, scale: float = 1.0) -> Rendered:
     text_box = (margin, stripe_h + margin, width - margin, height - thumbs_h - margin)
     _draw_prompt(draw, scene.prompt, text_box)
 
-    levels = layer.point([v * (_RAMP - 1) // 255 for v in range(256)])
-    picture = Image.frombytes("P", (width, height), levels.tobytes())
     palette = _palette(background, ink, scene.mark)
-    picture.putpalette(palette)
+    picture = _indexed(layer, palette)
     _paste_stripe(picture, stripe_h)
     if scene.images:
         _paste_thumbnails(picture, palette, scene.images, thumbs_h, margin)
@@ -164,10 +164,7 @@ def render_thought(scene: Scene, scale: float = 1.0) -> bytes:
     width, height = max(MIN_SIDE, width // 8), max(MIN_SIDE, height // 8)
     layer = Image.new("L", (width, height), 0)
     _draw_circles(ImageDraw.Draw(layer), scene.digest, width, height)
-    levels = layer.point([v * (_RAMP - 1) // 255 for v in range(256)])
-    picture = Image.frombytes("P", (width, height), levels.tobytes())
-    picture.putpalette(_palette(*_colours(scene.digest), scene.mark))
-    return _encode(picture, None)
+    return _encode(_indexed(layer, _palette(*_colours(scene.digest), scene.mark)), None)
 
 
 def embedded_text(data: bytes) -> str | None:
@@ -222,6 +219,14 @@ def _palette(background: tuple[int, ...], ink: tuple[int, ...], mark: bytes) -> 
     return palette
 
 
+def _indexed(layer: Image.Image, palette: list[int]) -> Image.Image:
+    """Map an anti-aliased 0..255 layer onto the background-to-ink ramp of ``palette``."""
+    levels = layer.point(_RAMP_LUT)
+    picture = Image.frombytes("P", layer.size, levels.tobytes())
+    picture.putpalette(palette)
+    return picture
+
+
 def _draw_circles(draw: ImageDraw.ImageDraw, digest: bytes, width: int, height: int) -> None:
     """A few faint digest-placed circles, so pictures don't look like flat cards."""
     for i in range(3):
@@ -235,9 +240,15 @@ def _thumbnail_band_height(count: int, height: int) -> int:
     return 0 if count == 0 else max(MIN_SIDE // 2, height // 5)
 
 
-@cache
+_fonts = threading.local()
+
+
 def _font(size: int) -> Font:
-    return ImageFont.load_default(size=size)
+    """Fonts are cached per thread: a FreeType face must not be used by two threads at once."""
+    by_size: dict[int, Font] = _fonts.__dict__.setdefault("by_size", {})
+    if size not in by_size:
+        by_size[size] = ImageFont.load_default(size=size)
+    return by_size[size]
 
 
 def _draw_prompt(draw: ImageDraw.ImageDraw, prompt: str, box: tuple[int, int, int, int]) -> None:

@@ -29,7 +29,7 @@ _STYLE = {
 
 class TerminalReporter:
     def __init__(self, console: Console | None = None, *, verbose: bool = False) -> None:
-        self.console = console or Console(stderr=True, highlight=False)
+        self.console = console or Console(stderr=True, highlight=False, soft_wrap=True)
         self.verbose = verbose
         self.dry_run = False
         self.total = 0
