@@ -542,9 +542,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("bench: interrupted", file=sys.stderr)
         return 130
     finally:
-        if args.keep:
-            print(f"kept {root}", file=sys.stderr)
-        else:
+        if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
     print(
         f"\ngemflow benchmark · {about['cpus']} CPUs · Python {about['python']} · {about['commit']}"
@@ -552,6 +550,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_table(figures))
     write_json(args.out, figures, about)
     print(f"\nwrote {args.out}")
+    if args.keep:
+        print(f"kept the workflows and caches in {root}")
     return 0
 
 

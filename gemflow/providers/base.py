@@ -12,8 +12,8 @@ from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
-class ImageRequest:
-    """One generateContent call for an image, exactly as it will be sent."""
+class ApiRequest:
+    """One generateContent call, exactly as it will be sent (an image request unless modalities say otherwise)."""
 
     model: str
     prompt: str
@@ -44,8 +44,8 @@ class ImageRequest:
 
 
 @dataclass
-class ImageResponse:
-    """What came back. ``image`` is None when the service answered without one."""
+class ApiResponse:
+    """What came back. ``image`` is None when the service answered without one (or was asked for text)."""
 
     image: bytes | None
     mime_type: str | None
@@ -58,6 +58,6 @@ class ImageResponse:
 
 
 class Provider(Protocol):
-    def generate(self, request: ImageRequest) -> ImageResponse: ...
+    def generate(self, request: ApiRequest) -> ApiResponse: ...
 
     def close(self) -> None: ...

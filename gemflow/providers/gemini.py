@@ -16,7 +16,7 @@ from google.genai import errors as genai_errors
 from google.genai import types
 
 from gemflow.errors import ApiError, ConfigError
-from gemflow.providers.base import ImageRequest, ImageResponse
+from gemflow.providers.base import ApiRequest, ApiResponse
 
 KEY_VARIABLES = ("GOOGLE_API_KEY", "GEMINI_API_KEY")  # the SDK's own order
 
@@ -59,7 +59,7 @@ class GeminiProvider:
     def close(self) -> None:
         self._client.close()
 
-    def generate(self, request: ImageRequest) -> ImageResponse:
+    def generate(self, request: ApiRequest) -> ApiResponse:
         contents: list[Any] = [request.prompt]
         contents += [
             types.Part.from_bytes(data=data, mime_type=mime) for data, mime in request.images
@@ -112,7 +112,7 @@ def _retry_delay(details: Any) -> float | None:
     return None
 
 
-def _parse(response: types.GenerateContentResponse) -> ImageResponse:
+def _parse(response: types.GenerateContentResponse) -> ApiResponse:
     candidate = response.candidates[0] if response.candidates else None
     image = mime = None
     texts: list[str] = []
@@ -125,7 +125,7 @@ def _parse(response: types.GenerateContentResponse) -> ImageResponse:
         elif part.text:
             texts.append(part.text)
     feedback = response.prompt_feedback
-    return ImageResponse(
+    return ApiResponse(
         image=image,
         mime_type=mime,
         texts=texts,

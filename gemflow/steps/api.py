@@ -11,7 +11,7 @@ from gemflow.models import model_info
 from gemflow.steps.base import Estimate, Field, InputImage, RunContext, StepKind, StepOutput
 
 if TYPE_CHECKING:
-    from gemflow.providers.base import ImageRequest, ImageResponse
+    from gemflow.providers.base import ApiRequest, ApiResponse
     from gemflow.workflow import Step
 
 # Keys that `defaults:` may set for every API step.
@@ -119,8 +119,8 @@ class GeminiImageKind(StepKind):
         )
         return Estimate(api_calls=1, usd=usd)
 
-    def build_request(self, step: Step, inputs: Sequence[InputImage]) -> ImageRequest:
-        from gemflow.providers.base import ImageRequest
+    def build_request(self, step: Step, inputs: Sequence[InputImage]) -> ApiRequest:
+        from gemflow.providers.base import ApiRequest
 
         images = []
         for image in inputs:
@@ -131,7 +131,7 @@ class GeminiImageKind(StepKind):
                 )
             images.append((image.data, mime))
         p = step.params
-        return ImageRequest(
+        return ApiRequest(
             model=p["model"],
             prompt=p["prompt"],
             images=tuple(images),
@@ -169,7 +169,7 @@ def _as_png(data: bytes, mime: str | None) -> bytes:
         return buffer.getvalue()
 
 
-def _meta(request: ImageRequest, response: ImageResponse) -> dict[str, Any]:
+def _meta(request: ApiRequest, response: ApiResponse) -> dict[str, Any]:
     return {
         "model_version": response.model_version,
         "response_id": response.response_id,
