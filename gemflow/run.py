@@ -258,7 +258,8 @@ class Runner:
             if data is None or digest(data) != expected:
                 raise InputError(f"input {ref.text} changed while the run was going on")
             images.append(InputImage(ref.text, data))
-        result = step.kind.run(step, images, RunContext(self._get_provider))
+        notify = lambda message: self.emit(Notice(f"{step.id}: {message}", level="info"))  # noqa: E731
+        result = step.kind.run(step, images, RunContext(self._get_provider, notify))
         meta = {**result.meta, "step": step.id, "kind": step.kind.name}
         self.store.put(job.key, result.data, meta)
         write_atomic(step.output, result.data)
@@ -389,10 +390,12 @@ def run_workflow(
 ) -> RunSummary:
     """Run (or with ``options.dry_run``, plan) ``workflow``; every event goes to each of ``emit``."""
     listeners = [emit] if callable(emit) else list(emit)
+    lock = threading.Lock()  # steps may notify from worker threads
 
     def broadcast(event: Event) -> None:
-        for listener in listeners:
-            listener(event)
+        with lock:
+            for listener in listeners:
+                listener(event)
 
     runner = Runner(workflow, store, options, provider_factory=provider_factory, emit=broadcast)
     return runner.run()

@@ -56,8 +56,13 @@ class InputImage:
 class RunContext:
     """What a running step may use. The provider is created on first use (it imports google-genai)."""
 
-    def __init__(self, provider_factory: Callable[[], Any] | None = None) -> None:
+    def __init__(
+        self,
+        provider_factory: Callable[[], Any] | None = None,
+        notify: Callable[[str], None] = lambda message: None,
+    ) -> None:
         self._provider_factory = provider_factory
+        self.notify = notify  # tell the user something now (a long wait, say); thread-safe
 
     def provider(self) -> Any:
         if self._provider_factory is None:
