@@ -29,6 +29,7 @@ class StepReport:
     seconds: float = 0.0
     error: str | None = None
     key: str | None = None
+    result: dict | None = None  # a kind's own summary, e.g. a probe's verdict
 
     def to_json(self) -> dict:
         return {
@@ -43,6 +44,7 @@ class StepReport:
             "seconds": round(self.seconds, 3),
             "error": self.error,
             "key": self.key,
+            "result": self.result,
         }
 
 

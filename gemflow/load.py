@@ -28,7 +28,6 @@ MAX_WORKFLOW_BYTES = 4 * 1024 * 1024  # a workflow larger than this is almost su
 TOP_LEVEL_KEYS = ("version", "defaults", "vars", "steps")
 STEP_KEYS = ("kind", "output")  # accepted by every kind, besides its own fields
 STEP_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*\Z")
-EXTENSION = {"png": ".png", "webp": ".webp", "jpeg": ".jpg"}
 
 
 def load_workflow(path: str | os.PathLike[str], *, allow_outside: bool = False) -> Workflow:
@@ -350,7 +349,7 @@ class _Loader:
         suffix = Path(written).suffix.lower() if written else None
         fmt = kind.output_format(params, suffix)
         if written is None:
-            written = f"out/{step_id}{EXTENSION[fmt]}"
+            written = kind.default_output(step_id, fmt)
         elif FORMAT_BY_SUFFIX.get(suffix or "") != fmt:
             if kind.uses_api:
                 message = (

@@ -27,6 +27,7 @@ class LockEntry:
     digest: str  # of the output file's bytes
     model_version: str | None = None
     tokens: dict[str, int] = field(default_factory=dict)
+    attachments: dict[str, str] = field(default_factory=dict)  # name beside the output -> digest
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> LockEntry:
@@ -39,14 +40,16 @@ class LockEntry:
             digest=str(data["digest"]),
             model_version=data.get("model_version"),
             tokens=dict(data.get("tokens") or {}),
+            attachments=dict(data.get("attachments") or {}),
         )
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         if data["model_version"] is None:
             del data["model_version"]
-        if not data["tokens"]:
-            del data["tokens"]
+        for optional in ("tokens", "attachments"):
+            if not data[optional]:
+                del data[optional]
         return data
 
 

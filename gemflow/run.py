@@ -13,8 +13,10 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from gemflow.callcache import StoreCallCache
 from gemflow.errors import ConfigError, GemflowError, InputError, StepError
 from gemflow.events import (
     Event,
@@ -65,6 +67,7 @@ class _Job:
     material: dict[str, Any]
     reason: str
     inputs: list[str]  # digests in order
+    forced: bool
     started: float = field(default_factory=time.monotonic)
 
 
@@ -198,7 +201,7 @@ class Runner:
             )
         reason = decision.reason if decision.status is Status.RUN else "stored result was corrupt"
         self.emit(StepStarted(step.id, step.kind.name, reason, step.uses_api))
-        return _Job(step, key, material, reason, inputs)
+        return _Job(step, key, material, reason, inputs, forced)
 
     def _input_digests(self, step: Step) -> list[str] | None:
         digests = []
@@ -236,18 +239,29 @@ class Runner:
     def _adopt(self, step: Step, key: str) -> None:
         entry = self.lock.entries[step.id]
         meta = {"model_version": entry.model_version, "usage": entry.tokens, "adopted": True}
-        self.store.put(key, step.output.read_bytes(), meta)
+        attachments = {name: (step.output.parent / name).read_bytes() for name in entry.attachments}
+        self.store.put(key, step.output.read_bytes(), meta, attachments)
 
     def _restore(self, step: Step, key: str) -> bool:
         data = self.store.blob(key)
-        if data is None:
-            self.emit(
-                Notice(f"cache entry for step '{step.id}' was corrupt: dropped, running again")
-            )
+        attachments = self.store.attachments(key) if data is not None else None
+        if data is None or attachments is None:
+            message = f"cache entry for step '{step.id}' was corrupt: dropped, running again"
+            self.emit(Notice(message))
             return False
-        write_atomic(step.output, data)
-        self.memo.remember(step.output, digest(data))
+        self._write(step, data, attachments)
         return True
+
+    def _write(self, step: Step, data: bytes, attachments: dict[str, bytes]) -> None:
+        """Write the output and its attachments, each atomically, and remember their digests."""
+        files = {step.output: data}
+        for name, blob in attachments.items():
+            if ".." in Path(name).parts or Path(name).is_absolute():
+                raise StepError(f"attachment name {name!r} leaves the output's folder")
+            files[step.output.parent / name] = blob
+        for path, blob in files.items():
+            write_atomic(path, blob)
+            self.memo.remember(path, digest(blob))
 
     def _execute(self, job: _Job) -> StepOutput:
         """On a worker thread: gather the input bytes, run the kind, store and write the result."""
@@ -258,12 +272,16 @@ class Runner:
             if data is None or digest(data) != expected:
                 raise InputError(f"input {ref.text} changed while the run was going on")
             images.append(InputImage(ref.text, data))
-        notify = lambda message: self.emit(Notice(f"{step.id}: {message}", level="info"))  # noqa: E731
-        result = step.kind.run(step, images, RunContext(self._get_provider, notify))
-        meta = {**result.meta, "step": step.id, "kind": step.kind.name}
-        self.store.put(job.key, result.data, meta)
-        write_atomic(step.output, result.data)
-        self.memo.remember(step.output, digest(result.data))
+        ctx = RunContext(
+            self._get_provider,
+            notify=lambda message: self.emit(Notice(f"{step.id}: {message}", level="info")),
+            calls=StoreCallCache(self.store, self.options.service, refresh=job.forced),
+        )
+        result = step.kind.run(step, images, ctx)
+        result.api_calls += ctx.api_calls
+        meta = {**result.meta, "step": step.id, "kind": step.kind.name, "summary": result.summary}
+        self.store.put(job.key, result.data, meta, result.attachments)
+        self._write(step, result.data, result.attachments)
         return result
 
     def _collect(self, job: _Job, future: Future[StepOutput]) -> None:
@@ -297,6 +315,7 @@ class Runner:
             seconds=seconds,
             usd=_spent(step, usage) if result.api_calls else 0.0,
             model_version=result.meta.get("model_version"),
+            result=result.summary,
         )
 
     # -- bookkeeping ------------------------------------------------------------------------------
@@ -316,12 +335,10 @@ class Runner:
         **report: Any,
     ) -> None:
         self._done[step.id] = _Done(key, output_digest)
-        previous = self.lock.entries.get(step.id)
-        if model_version is None and previous is not None and previous.key == key:
-            model_version, tokens = previous.model_version, previous.tokens
-        elif model_version is None:
-            meta = self.store.meta(key) or {}
+        meta = self.store.meta(key) or {}
+        if model_version is None:
             model_version, tokens = meta.get("model_version"), meta.get("usage") or {}
+        report.setdefault("result", meta.get("summary"))
         self.lock.entries[step.id] = LockEntry(
             key=key,
             kind=step.kind.name,
@@ -331,6 +348,7 @@ class Runner:
             digest=output_digest or "",
             model_version=model_version,
             tokens=dict(tokens or {}),
+            attachments=dict(meta.get("attachments") or {}),
         )
         fresh_tokens = tokens if status is Status.RUN else {}
         self._report(step, status, reason, key=key, tokens=dict(fresh_tokens or {}), **report)

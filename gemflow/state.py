@@ -43,17 +43,21 @@ def decide(
     meta = store.meta(key)
     if meta is not None:
         on_disk = memo.digest(step.output)
-        if on_disk == meta["digest"]:
+        if on_disk == meta["digest"] and _attachments_match(step, meta.get("attachments"), memo):
             return Decision(Status.CACHED, "up to date", meta["digest"])
         if lock_entry is not None and lock_entry.key != key:
             reason = "earlier result for these inputs (" + explain(step, material, lock_entry) + ")"
         elif on_disk is None:
             reason = "output missing"
+        elif on_disk == meta["digest"]:
+            reason = "attached files missing or changed"
         else:
             reason = "output differs from the stored result"
         return Decision(Status.RESTORE, reason, meta["digest"])
     if lock_entry is not None and lock_entry.key == key:
-        if memo.digest(step.output) == lock_entry.digest:
+        if memo.digest(step.output) == lock_entry.digest and _attachments_match(
+            step, lock_entry.attachments, memo
+        ):
             return Decision(
                 Status.CACHED,
                 "up to date (taken from the lock file)",
@@ -62,6 +66,11 @@ def decide(
             )
         return Decision(Status.RUN, "output missing or changed, and not in the cache")
     return Decision(Status.RUN, explain(step, material, lock_entry))
+
+
+def _attachments_match(step: Step, expected: dict[str, str] | None, memo: DigestMemo) -> bool:
+    folder = step.output.parent
+    return all(memo.digest(folder / name) == value for name, value in (expected or {}).items())
 
 
 def explain(step: Step, material: dict[str, Any], entry: LockEntry | None) -> str:

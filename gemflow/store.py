@@ -1,9 +1,10 @@
 """The result store: every output ever made, by key, in a diskcache folder.
 
-Each result is two entries written in one transaction, so a killed run leaves either both or
-neither: ``meta:<key>`` (small JSON: digest, size, model version, usage, the request as sent) and
-``blob:<key>`` (the output bytes). A blob whose bytes do not match its recorded digest is never
-served: it is dropped and counts as a miss. Nothing is ever evicted.
+Each result is written in one transaction, so a killed run leaves all of it or none: ``meta:<key>``
+(small JSON: digest, size, model version, usage, the request as sent, the digests of attachments),
+``blob:<key>`` (the output bytes) and ``blob:<key>:<name>`` for each attachment. Bytes that do not
+match their recorded digest are never served: the entry is dropped and counts as a miss. Nothing is
+ever evicted.
 """
 
 from __future__ import annotations
@@ -61,26 +62,54 @@ class Store:
     def blob(self, key: str) -> bytes | None:
         """The output bytes for ``key``, verified against the recorded digest."""
         meta = self.meta(key)
-        data = self._cache.get(f"blob:{key}")
-        if meta is None or data is None:
-            return None
-        if digest(data) != meta["digest"]:
-            self.corrupt.append(key)
-            self.delete(key)
-            return None
-        return data
+        return None if meta is None else self._verified(key, f"blob:{key}", meta["digest"])
 
-    def put(self, key: str, data: bytes, meta: dict[str, Any]) -> dict[str, Any]:
+    def attachments(self, key: str) -> dict[str, bytes] | None:
+        """Every attachment of ``key``, verified; None if any is missing or corrupt."""
+        meta = self.meta(key)
+        if meta is None:
+            return None
+        found = {}
+        for name, expected in (meta.get("attachments") or {}).items():
+            data = self._verified(key, f"blob:{key}:{name}", expected)
+            if data is None:
+                return None
+            found[name] = data
+        return found
+
+    def _verified(self, key: str, entry: str, expected: str) -> bytes | None:
+        data = self._cache.get(entry)
+        if data is not None and digest(data) == expected:
+            return data
+        self.corrupt.append(key)
+        self.delete(key)
+        return None
+
+    def put(
+        self,
+        key: str,
+        data: bytes,
+        meta: dict[str, Any],
+        attachments: dict[str, bytes] | None = None,
+    ) -> dict[str, Any]:
+        attachments = attachments or {}
         meta = {**meta, "digest": digest(data), "size": len(data)}
+        if attachments:
+            meta["attachments"] = {name: digest(blob) for name, blob in attachments.items()}
         with self._cache.transact():
             self._cache.set(f"blob:{key}", data)
+            for name, blob in attachments.items():
+                self._cache.set(f"blob:{key}:{name}", blob)
             self._cache.set(f"meta:{key}", json.dumps(meta, sort_keys=True))
         return meta
 
     def delete(self, key: str) -> None:
+        meta = self.meta(key) or {}
         with self._cache.transact():
             self._cache.delete(f"meta:{key}")
             self._cache.delete(f"blob:{key}")
+            for name in meta.get("attachments") or {}:
+                self._cache.delete(f"blob:{key}:{name}")
 
     def load_memo(self) -> dict[str, tuple[int, int, int, str]]:
         return self._cache.get(_MEMO_KEY) or {}

@@ -9,13 +9,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 if TYPE_CHECKING:
+    from gemflow.providers.base import ApiRequest, ApiResponse
     from gemflow.workflow import Step
 
 IMAGE_FORMATS = ("png", "webp", "jpeg")
-FORMAT_BY_SUFFIX = {".png": "png", ".webp": "webp", ".jpg": "jpeg", ".jpeg": "jpeg"}
+FORMAT_BY_SUFFIX = {
+    ".png": "png",
+    ".webp": "webp",
+    ".jpg": "jpeg",
+    ".jpeg": "jpeg",
+    ".json": "json",
+}
+EXTENSIONS = {"png": ".png", "webp": ".webp", "jpeg": ".jpg", "json": ".json"}
 
 
 @dataclass(frozen=True)
@@ -38,11 +46,18 @@ class Field:
 
 @dataclass
 class StepOutput:
-    """What a step produced: the output file's exact bytes and JSON-able metadata."""
+    """What a step produced: the output file's exact bytes and JSON-able metadata.
+
+    ``attachments`` are further files written beside the output (names relative to the output's
+    folder, e.g. ``check.probe/sheet.png``); they are stored, restored and locked with it.
+    ``summary`` is a small JSON-able result shown in ``--json`` output (a probe's verdict, say).
+    """
 
     data: bytes
     meta: dict[str, Any] = field(default_factory=dict)
     api_calls: int = 0
+    attachments: dict[str, bytes] = field(default_factory=dict)
+    summary: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -60,14 +75,39 @@ class RunContext:
         self,
         provider_factory: Callable[[], Any] | None = None,
         notify: Callable[[str], None] = lambda message: None,
+        calls: CallCache | None = None,
     ) -> None:
         self._provider_factory = provider_factory
         self.notify = notify  # tell the user something now (a long wait, say); thread-safe
+        self._calls = calls
+        self.api_calls = 0  # requests this step sent through ``call``
 
     def provider(self) -> Any:
         if self._provider_factory is None:
             raise RuntimeError("this run has no API provider")
         return self._provider_factory()
+
+    def call(self, request: ApiRequest, *, sample: int = 0) -> ApiResponse:
+        """Send ``request`` unless an answer to it (the same request, the same sample number) is
+        cached. For steps that make several calls: each is cached on its own, so asking for more
+        samples pays only for the new ones."""
+        if self._calls is not None:
+            cached = self._calls.get(request, sample)
+            if cached is not None:
+                return cached
+        response = self.provider().generate(request)
+        self.api_calls += 1
+        if self._calls is not None:
+            self._calls.put(request, sample, response)
+        return response
+
+
+class CallCache(Protocol):
+    """Answers to single API calls, by request and sample number (see ``RunContext.call``)."""
+
+    def get(self, request: ApiRequest, sample: int) -> ApiResponse | None: ...
+
+    def put(self, request: ApiRequest, sample: int, response: ApiResponse) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -107,9 +147,14 @@ class StepKind:
         """Things worth saying that do not stop the run, as (key or None, message) pairs."""
         return []
 
+    def default_output(self, step_id: str, fmt: str) -> str:
+        """Where the output goes when the step does not say, relative to the workflow's folder."""
+        return f"out/{step_id}{EXTENSIONS[fmt]}"
+
     def output_format(self, params: Mapping[str, Any], suffix: str | None) -> str:
         """The output file's format: from ``format``, else the output suffix, else png."""
-        return params.get("format") or FORMAT_BY_SUFFIX.get(suffix or "", "png")
+        by_suffix = FORMAT_BY_SUFFIX.get(suffix or "")
+        return params.get("format") or (by_suffix if by_suffix in IMAGE_FORMATS else "png")
 
     def recipe(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """The parameters that can change the result: everything marked ``in_key`` and set."""

@@ -1,0 +1,48 @@
+"""Single API calls cached by request, for steps that make several (see ``RunContext.call``).
+
+The key of a call is ``"call/" + sha256(canonical_json({"call": 1, "request": request.describe(),
+"sample": n, "service": ...}))``: the request exactly as sent (images by digest), which sample of it
+this is, and the service, as in the step key contract (``gemflow.keys``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from gemflow.keys import canonical_json, digest
+from gemflow.providers.base import ApiRequest, ApiResponse
+from gemflow.store import Store
+
+CALL_FORMAT = 1
+
+
+class StoreCallCache:
+    def __init__(self, store: Store, service: str | None, *, refresh: bool = False) -> None:
+        self.store = store
+        self.service = service
+        self.refresh = refresh  # a forced step asks again, and its answers replace the old ones
+
+    def key(self, request: ApiRequest, sample: int) -> str:
+        material = {"call": CALL_FORMAT, "request": request.describe(), "sample": sample}
+        if self.service is not None:
+            material["service"] = self.service
+        return "call/" + digest(canonical_json(material))
+
+    def get(self, request: ApiRequest, sample: int) -> ApiResponse | None:
+        if self.refresh:
+            return None
+        key = self.key(request, sample)
+        meta = self.store.meta(key)
+        if meta is None:
+            return None
+        image = self.store.blob(key) if meta["response"]["has_image"] else None
+        if meta["response"]["has_image"] and image is None:
+            return None  # corrupt: dropped by the store, so ask again
+        fields = {k: v for k, v in meta["response"].items() if k != "has_image"}
+        return ApiResponse(image=image, **fields)
+
+    def put(self, request: ApiRequest, sample: int, response: ApiResponse) -> None:
+        fields = asdict(response)
+        fields.pop("image")
+        fields["has_image"] = response.image is not None
+        self.store.put(self.key(request, sample), response.image or b"", {"response": fields})
