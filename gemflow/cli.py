@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from gemflow.errors import (
     EXIT_OK,
     EXIT_STEP_FAILED,
     EXIT_USAGE,
+    ConfigError,
     GemflowError,
     Problem,
     WorkflowError,
@@ -108,6 +111,11 @@ def cli() -> None:
     is_flag=True,
     help="Allow input and output paths outside the workflow's folder.",
 )
+@click.option(
+    "--fail-fast",
+    is_flag=True,
+    help="After the first failure, start no new step (running ones finish).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="List cached steps too.")
 def run(
     workflow: Path,
@@ -121,6 +129,7 @@ def run(
     base_url: str | None,
     cache_dir: Path | None,
     allow_outside: bool,
+    fail_fast: bool,
     verbose: bool,
 ) -> None:
     """Build WORKFLOW, or only TARGETS and the steps they need.
@@ -152,8 +161,10 @@ def run(
             force_all=force_all,
             jobs=jobs,
             dry_run=dry_run,
+            fail_fast=fail_fast,
             service=service,
         )
+        _sigterm_interrupts()
         summary = run_workflow(
             wf, store, options, provider_factory=provider_factory, emit=reporters
         )
@@ -180,6 +191,62 @@ def _factory(api_key: str | None, base_url: str | None) -> Any:
         return GeminiProvider(api_key or api_key_from_env(), base_url=base_url)
 
     return make
+
+
+def _sigterm_interrupts() -> None:
+    """SIGTERM stops a run the way Ctrl-C does: nothing new starts, finished work is kept."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
+
+
+@cli.group()
+def cache() -> None:
+    """Inspect and check the result store."""
+
+
+_cache_dir_option = click.option(
+    "--cache-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="The store (default: GEMFLOW_CACHE_DIR, else the nearest cache/ folder from here).",
+)
+
+
+def _open_store(cache_dir: Path | None) -> Any:
+    from gemflow.store import Store, default_cache_dir
+
+    directory = cache_dir or default_cache_dir(Path.cwd() / "workflow.yaml")
+    if not directory.is_dir():
+        raise ConfigError(f"no cache at {directory}")
+    return Store(directory)
+
+
+@cache.command()
+@_cache_dir_option
+def info(cache_dir: Path | None) -> None:
+    """Where the store is, what it holds and its size."""
+    with _open_store(cache_dir) as store:
+        facts = store.info()
+    click.echo(
+        f"{facts['directory']}: {facts['results']} step results, {facts['calls']} single "
+        f"calls, {facts['bytes'] / 1e6:.1f} MB"
+    )
+
+
+@cache.command()
+@_cache_dir_option
+def verify(cache_dir: Path | None) -> None:
+    """Check every stored result against its digest; drop corrupt ones (they run again)."""
+    with _open_store(cache_dir) as store:
+        total = len(store.keys())
+        corrupt = store.verify()
+    for key in corrupt:
+        click.echo(f"corrupt, dropped: {key}", err=True)
+    click.echo(f"{total} entries checked, {len(corrupt)} corrupt")
+    sys.exit(EXIT_STEP_FAILED if corrupt else EXIT_OK)
 
 
 cli.add_command(emulator_command)

@@ -11,7 +11,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +49,7 @@ class RunOptions:
     force_all: bool = False
     jobs: int = 8
     dry_run: bool = False
+    fail_fast: bool = False  # after the first failure, start no new step that would run
     service: str | None = None  # the key's "service" when not Google's default endpoint
 
 
@@ -69,6 +70,7 @@ class _Job:
     inputs: list[str]  # digests in order
     forced: bool
     started: float = field(default_factory=time.monotonic)
+    reused: bool = False  # another gemflow process made this result while we waited for the key
 
 
 class Runner:
@@ -94,6 +96,9 @@ class Runner:
         self._provider_lock = threading.Lock()
         self._done: dict[str, _Done] = {}
         self._failed: set[str] = set()
+        self._touched: set[str] = set()  # steps whose lock entries this run wrote
+        self.abandoned = False  # interrupted twice: running steps were left behind
+        self._stopped_by: str | None = None  # --fail-fast: the step whose failure stops the run
 
     # -- public -----------------------------------------------------------------------------------
 
@@ -140,26 +145,51 @@ class Runner:
                 if not waiting[child] and child in selected:
                     ready.append(child)
 
-        with ThreadPoolExecutor(max_workers=max(1, self.options.jobs)) as pool:
-            try:
-                while ready or running:
-                    while ready:
-                        sid = ready.popleft()
-                        job = self._start(self.workflow.steps[sid])
-                        if job is None:
-                            finished(sid)
-                        else:
-                            running[pool.submit(self._execute, job)] = job
-                    if running:
-                        done, _ = wait(running, return_when=FIRST_COMPLETED)
-                        for future in done:
-                            job = running.pop(future)
-                            self._collect(job, future)
-                            finished(job.step.id)
-            except BaseException:
-                for future in running:
-                    future.cancel()
-                raise
+        jobs = max(1, self.options.jobs)
+        pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="step")
+        try:
+            while ready or running:
+                while ready and len(running) < jobs:  # the rest wait here, not in the pool queue
+                    sid = ready.popleft()
+                    job = self._start(self.workflow.steps[sid])
+                    if job is None:
+                        finished(sid)
+                    else:
+                        running[pool.submit(self._execute, job)] = job
+                if running:
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        job = running.pop(future)
+                        self._collect(job, future)
+                        finished(job.step.id)
+        except KeyboardInterrupt:
+            self._drain(running)
+            raise
+        finally:
+            pool.shutdown(wait=not self.abandoned, cancel_futures=True)
+
+    def _drain(self, running: dict[Future[StepOutput], _Job]) -> None:
+        """Interrupted: start nothing new, but keep what is already being paid for.
+
+        Steps not yet started are cancelled. Calls in flight are waited for, so their results are
+        stored; a second interrupt abandons them (their files are written atomically, or not at all).
+        """
+        started = {f: job for f, job in running.items() if not f.cancel()}
+        if not started:
+            return
+        names = ", ".join(job.step.id for job in started.values())
+        self.emit(
+            Notice(
+                f"interrupted: waiting for {len(started)} running step(s) to finish "
+                f"({names}); interrupt again to abandon them",
+                level="info",
+            )
+        )
+        try:
+            for future in as_completed(started):
+                self._collect(started[future], future)
+        except KeyboardInterrupt:
+            self.abandoned = True
 
     # -- one step ---------------------------------------------------------------------------------
 
@@ -200,6 +230,13 @@ class Runner:
                 step, key, material, inputs, Status.RESTORE, decision.reason, decision.digest
             )
         reason = decision.reason if decision.status is Status.RUN else "stored result was corrupt"
+        if self._stopped_by is not None:
+            self._failed.add(step.id)
+            return self._report(
+                step,
+                Status.BLOCKED,
+                f"not started: {self._stopped_by} failed and --fail-fast is set",
+            )
         self.emit(StepStarted(step.id, step.kind.name, reason, step.uses_api))
         return _Job(step, key, material, reason, inputs, forced)
 
@@ -264,7 +301,24 @@ class Runner:
             self.memo.remember(path, digest(blob))
 
     def _execute(self, job: _Job) -> StepOutput:
-        """On a worker thread: gather the input bytes, run the kind, store and write the result."""
+        """On a worker thread: run the step, holding its key's lock so that two gemflow processes
+        never pay for one result: the second waits, then takes the first one's result."""
+        with self.store.lock(job.key):
+            if not job.forced and (reused := self._reuse(job)) is not None:
+                return reused
+            return self._make(job)
+
+    def _reuse(self, job: _Job) -> StepOutput | None:
+        data = self.store.blob(job.key)
+        attachments = self.store.attachments(job.key) if data is not None else None
+        if data is None or attachments is None:
+            return None
+        self._write(job.step, data, attachments)
+        job.reused = True
+        return StepOutput(data, meta=self.store.meta(job.key) or {}, attachments=attachments)
+
+    def _make(self, job: _Job) -> StepOutput:
+        """Gather the input bytes, run the kind, store and write the result."""
         step = job.step
         images = []
         for ref, expected in zip(step.refs, job.inputs, strict=True):
@@ -293,12 +347,27 @@ class Runner:
             raise  # no key, say: every API step would fail the same way, so stop the run
         except (GemflowError, OSError) as exc:
             self._failed.add(step.id)
+            if self.options.fail_fast and self._stopped_by is None:
+                self._stopped_by = step.id
             calls = 1 if step.uses_api and isinstance(exc, StepError) else 0
             message = (
                 str(exc) if isinstance(exc, GemflowError) else f"{exc.strerror}: {exc.filename}"
             )
             self._report(
                 step, Status.FAILED, job.reason, error=message, seconds=seconds, api_calls=calls
+            )
+            return
+        if job.reused:
+            reason = "made meanwhile by another gemflow run"
+            self._finish_step(
+                step,
+                job.key,
+                job.material,
+                job.inputs,
+                Status.RESTORE,
+                reason,
+                digest(result.data),
+                seconds=seconds,
             )
             return
         usage = result.meta.get("usage") or {}
@@ -339,6 +408,7 @@ class Runner:
         if model_version is None:
             model_version, tokens = meta.get("model_version"), meta.get("usage") or {}
         report.setdefault("result", meta.get("summary"))
+        self._touched.add(step.id)
         self.lock.entries[step.id] = LockEntry(
             key=key,
             kind=step.kind.name,
@@ -365,6 +435,15 @@ class Runner:
         self.summary.steps.append(report)
         self.emit(StepFinished(report))
 
+    def _save_lock(self) -> None:
+        """Write this run's entries over the lock file as it is now on disk, so that two runs on
+        one workflow (different targets, say) do not undo each other's entries."""
+        latest = LockFile.load(self.workflow.lock_path)
+        entries = {sid: e for sid, e in latest.entries.items() if sid in self.workflow.steps}
+        entries.update({sid: self.lock.entries[sid] for sid in self._touched})
+        latest.entries = entries
+        latest.save()
+
     def _get_provider(self) -> Any:
         with self._provider_lock:
             if self._provider is None:
@@ -379,10 +458,7 @@ class Runner:
         for key in self.store.corrupt:
             self.emit(Notice(f"dropped a corrupt cache entry ({key})"))
         if not self.options.dry_run:
-            known = set(self.workflow.steps)
-            for sid in [s for s in self.lock.entries if s not in known]:
-                del self.lock.entries[sid]
-            self.lock.save()
+            self._save_lock()
         if self.memo.changed:
             self.store.save_memo(self.memo.entries)
         self.emit(RunFinished(self.summary))

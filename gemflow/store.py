@@ -9,9 +9,13 @@ ever evicted.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
 import json
 import os
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +114,41 @@ class Store:
             self._cache.delete(f"blob:{key}")
             for name in meta.get("attachments") or {}:
                 self._cache.delete(f"blob:{key}:{name}")
+
+    @contextlib.contextmanager
+    def lock(self, key: str) -> Iterator[None]:
+        """Hold an exclusive, cross-process lock on ``key`` (released when a process dies)."""
+        folder = self.directory / "locks"
+        folder.mkdir(exist_ok=True)
+        name = hashlib.sha256(key.encode()).hexdigest()[:32]
+        with open(folder / name, "a+b") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def keys(self) -> list[str]:
+        """Every stored result's key: step results (``sha256:…``) and single calls (``call/…``)."""
+        return [k[len("meta:") :] for k in self._cache.iterkeys() if k.startswith("meta:")]
+
+    def info(self) -> dict[str, Any]:
+        keys = self.keys()
+        calls = sum(k.startswith("call/") for k in keys)
+        return {
+            "directory": str(self.directory),
+            "results": len(keys) - calls,
+            "calls": calls,
+            "bytes": self._cache.volume(),
+        }
+
+    def verify(self) -> list[str]:
+        """Check every entry's bytes against its digests; drop and return the corrupt keys."""
+        for key in self.keys():
+            if self.blob(key) is not None:
+                self.attachments(key)
+        found, self.corrupt = sorted(set(self.corrupt)), []
+        return found
 
     def load_memo(self) -> dict[str, tuple[int, int, int, str]]:
         return self._cache.get(_MEMO_KEY) or {}

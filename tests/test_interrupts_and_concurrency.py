@@ -1,0 +1,116 @@
+"""Interrupted and concurrent runs: nothing paid for twice, nothing half-written, nothing lost."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import FAKE_KEY, Project
+
+
+def independent(count: int) -> str:
+    steps = "\n".join(f"  s{i}: {{kind: generate, prompt: 'picture {i}'}}" for i in range(count))
+    return f"version: 1\ndefaults: {{model: gemini-3.1-flash-image}}\nsteps:\n{steps}\n"
+
+
+def start_gemflow(project: Project, *args: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    command = [
+        sys.executable,
+        "-m",
+        "gemflow",
+        "run",
+        str(project.workflow),
+        "--base-url",
+        project.emulator.url,
+        *args,
+    ]
+    full_env = {**env, "GEMINI_API_KEY": FAKE_KEY, "GEMFLOW_CACHE_DIR": str(project.root / "cache")}
+    return subprocess.Popen(
+        command, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def wait_for_calls(project: Project, count: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while len(project.calls()) < count:
+        assert time.monotonic() < deadline, "the run did not make the expected calls in time"
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_an_interrupted_run_keeps_finished_work_and_the_rerun_pays_only_for_the_rest(
+    project: Project, isolated_env: dict[str, str], signum: int
+) -> None:
+    project.emulator.faults.latency = 0.6
+    project.write(independent(6))
+    process = start_gemflow(project, "--jobs", "2", env=isolated_env)
+    wait_for_calls(project, 2)  # the first two are done; the next two are in flight
+    time.sleep(0.2)
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=20)
+
+    assert process.returncode == 130, stderr
+    assert "interrupted" in stderr
+    assert "Traceback" not in stderr
+    assert len(project.calls()) == 4  # the two in flight finished; nothing new started
+    outputs = sorted(p.name for p in (project.root / "out").iterdir())
+    assert len(outputs) == 4 and all(name.endswith(".png") for name in outputs)  # no temp files
+    assert len(project.lock["steps"]) == 4
+
+    project.emulator.faults.latency = 0
+    doc = project.run_json()
+    assert len(project.calls()) == 6
+    assert sorted(s["status"] for s in doc["steps"]) == ["cached"] * 4 + ["run"] * 2
+
+
+def test_two_runs_at_once_pay_for_each_step_once(
+    project: Project, isolated_env: dict[str, str]
+) -> None:
+    project.emulator.faults.latency = 0.4
+    project.write(independent(4))
+    first = start_gemflow(project, "--jobs", "4", "--json", env=isolated_env)
+    second = start_gemflow(project, "--jobs", "4", "--json", env=isolated_env)
+    out1, err1 = first.communicate(timeout=30)
+    out2, err2 = second.communicate(timeout=30)
+    assert first.returncode == 0, err1
+    assert second.returncode == 0, err2
+    assert len(project.calls()) == 4
+    steps = json.loads(out1)["steps"] + json.loads(out2)["steps"]
+    assert sum(s["api_calls"] for s in steps) == 4
+    reused = [s for s in steps if s["reason"] == "made meanwhile by another gemflow run"]
+    cached = [s for s in steps if s["status"] == "cached"]
+    assert len(reused) + len(cached) == 4
+    assert len(project.lock["steps"]) == 4
+
+
+def test_fail_fast_starts_nothing_after_the_first_failure(project: Project) -> None:
+    project.write(independent(3).replace("'picture 0'", "'picture 0 [[emulator:image_safety]]'"))
+    doc = project.run_json("--fail-fast", "--jobs", "1", expect=1)
+    assert [s["status"] for s in doc["steps"]] == ["failed", "blocked", "blocked"]
+    assert doc["steps"][1]["reason"] == "not started: s0 failed and --fail-fast is set"
+    assert len(project.calls()) == 1
+
+
+def test_keep_going_is_the_default(project: Project) -> None:
+    project.write(independent(3).replace("'picture 0'", "'picture 0 [[emulator:image_safety]]'"))
+    doc = project.run_json("--jobs", "1", expect=1)
+    assert [s["status"] for s in doc["steps"]] == ["failed", "run", "run"]
+
+
+def test_lock_entries_of_other_targets_survive_a_targeted_run(project: Project) -> None:
+    project.write(independent(2))
+    project.run()
+    project.write(independent(2).replace("picture 1", "picture one"))
+    project.run("s0")
+    assert sorted(project.lock["steps"]) == ["s0", "s1"]
+
+
+def test_partial_files_never_appear_in_the_output_folder(project: Project) -> None:
+    project.write(independent(2))
+    project.run()
+    assert not [p for p in Path(project.root).rglob("*.tmp")]
