@@ -105,6 +105,7 @@ class RunStarted:
     api_steps: int
     dry_run: bool
     jobs: int
+    service: str | None = None  # None: Google's API; "emulator"; or a base URL
 
 
 @dataclass(frozen=True)

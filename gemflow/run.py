@@ -112,6 +112,7 @@ class Runner:
                 api_steps=sum(steps[s].uses_api for s in order),
                 dry_run=self.options.dry_run,
                 jobs=self.options.jobs,
+                service=self.options.service,
             )
         )
         for warning in self.workflow.warnings:

@@ -32,6 +32,7 @@ class TerminalReporter:
         self.console = console or Console(stderr=True, highlight=False, soft_wrap=True)
         self.verbose = verbose
         self.dry_run = False
+        self.emulated = False  # the emulator bills nothing: costs are what Google would charge
         self.total = 0
         self.finished = 0
         self.running: dict[str, StepStarted] = {}
@@ -53,7 +54,10 @@ class TerminalReporter:
 
     def started(self, event: RunStarted) -> None:
         self.dry_run, self.total = event.dry_run, len(event.steps)
+        self.emulated = event.service == "emulator"
         mode = " · dry run: nothing is sent" if event.dry_run else ""
+        if self.emulated:
+            mode += " · on the emulator"
         self.console.print(
             f"[bold]{escape(event.workflow)}[/]: {self.total} steps ({event.api_steps} API){mode}"
         )
@@ -71,7 +75,7 @@ class TerminalReporter:
         if report.api_calls:
             calls = "call" if report.api_calls == 1 else "calls"
             details.append(f"{report.api_calls} API {calls}")
-        if report.usd:
+        if report.usd and not self.emulated:
             details.append(f"{'~' if self.dry_run else ''}${report.usd:.3f}")
         if report.seconds >= 0.05:
             details.append(f"{report.seconds:.1f}s")
@@ -116,7 +120,9 @@ class TerminalReporter:
             tokens = summary.tokens().get("total")
             if tokens:
                 parts.append(f"{tokens:,} tokens")
-            if summary.usd:
+            if summary.usd and self.emulated:
+                parts.append(f"nothing billed (Google's API: ~${summary.usd:.3f})")
+            elif summary.usd:
                 parts.append(f"~${summary.usd:.3f}")
         if summary.interrupted:
             parts.append("[red]interrupted[/]")
