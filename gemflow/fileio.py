@@ -2,24 +2,31 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import tempfile
 import threading
 from pathlib import Path
+from stat import S_ISREG
 
 CHUNK = 1 << 20
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a reader (or a killed run) never sees a partial file."""
+def write_atomic(path: Path, data: bytes, *, durable: bool = False) -> None:
+    """Write ``data`` to ``path`` so that a reader (or a killed run) never sees a partial file.
+
+    ``durable`` also survives a power cut (fsync); outputs do without it, since every output can
+    be restored from the cache, and an fsync per image slows wide runs down.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -55,6 +62,8 @@ class DigestMemo:
             stat = path.stat()
         except FileNotFoundError:
             return None
+        if not S_ISREG(stat.st_mode):  # a folder or a FIFO put in a file's place: never block
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
         signature: Signature = (stat.st_size, stat.st_mtime_ns, stat.st_ino)
         key = str(path)
         known = self.entries.get(key)

@@ -1,8 +1,9 @@
 """Local image operations: decode, encode, colours, contact-sheet grids, layers and resizing.
 
-Pure functions on Pillow images, with no knowledge of steps. ``open_image`` is the one boundary
-where Pillow's exceptions become ``InputError``; every other function works on images it has
-already produced, so a failure there is a bug, not bad input.
+Pure functions on Pillow images, with no knowledge of steps. Decoding (``open_image`` for local
+work, ``for_api`` for what an API request carries) is the one boundary where Pillow's exceptions
+become ``InputError``; every other function works on images it has already produced, so a failure
+there is a bug, not bad input.
 
 Images coming out of ``open_image`` are always mode RGB or RGBA and carry no metadata (EXIF, ICC,
 text chunks): gemflow works on pixels, and ``encode`` writes nothing but pixels, so the same picture
@@ -11,13 +12,14 @@ always encodes to the same bytes.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import math
 import re
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from PIL import Image, ImageColor, ImageOps
@@ -50,6 +52,11 @@ _BOMB_PIXELS = re.compile(r"\((\d+) pixels\)")
 _WANTED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF", "AVIF")
 _SIXTEEN_BIT_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N")
 _WHITE: Color = (255, 255, 255, 255)
+# What the Gemini API reads natively, by Pillow format name, and the modes it takes as they are:
+# 8-bit gray, RGB and RGBA; for PNG also palette and gray+alpha, which every PNG decoder expands.
+API_MIME_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
+_API_MODES = ("RGB", "RGBA", "L", "LA", "P")
+_EXIF_ORIENTATION = 0x0112
 _IDENTIFY_LOCK = threading.Lock()
 
 
@@ -63,19 +70,69 @@ def open_image(data: bytes, *, source: str) -> Image.Image:
     animated image is used. Pillow's decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``) stays
     on, and its warning threshold is treated as the limit.
     """
+    with _decoding(data, source=source) as opened:
+        return _pixels(opened)
+
+
+def for_api(data: bytes, *, source: str) -> tuple[bytes, str]:
+    """``data`` as an API request should carry it: (bytes, MIME type), or ``InputError``.
+
+    The image is decoded in full first, as ``open_image`` does, so an empty, truncated, corrupt or
+    oversized file is refused (naming ``source``) before anything is sent. What the API reads
+    natively goes as its exact bytes: one upright frame of 8-bit gray, RGB or RGBA in a JPEG or
+    WebP, or any 8-bit PNG (palette and transparency included). Anything else (CMYK, 16-bit, an
+    animation, an EXIF rotation, GIF, BMP, TIFF, AVIF) goes as a PNG of ``open_image``'s picture:
+    upright, RGB or RGBA, first frame.
+
+    The conversion is deterministic, so a step's cache key keeps using the original file's digest;
+    a change to what this function sends must bump the recipe version of the kinds that use it.
+    """
+    with _decoding(data, source=source) as opened:
+        if _sent_as_is(opened, data):
+            return data, API_MIME_TYPES[_container(opened)]
+        picture = _pixels(opened)
+    return encode(picture, "png"), "image/png"
+
+
+@contextlib.contextmanager
+def _decoding(data: bytes, *, source: str) -> Iterator[Image.Image]:
+    """``data`` opened and fully decoded; whatever Pillow raises becomes an ``InputError``."""
     if not data:
         raise InputError(f"{source}: not a readable image (the file is empty)")
     try:
         with _identify(data) as opened:
             opened.load()
-            upright = ImageOps.exif_transpose(opened)  # a copy: survives closing the file
-        image = _normalise_mode(upright)
-        image.info = {}  # ours to change: exif_transpose and convert both return new images
-        return image
+            yield opened
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise InputError(f"{source}: {_too_large(exc)}") from exc
     except Exception as exc:  # decoders raise many types on hostile input; all mean "unreadable"
         raise InputError(f"{source}: not a readable image ({_reason(exc)})") from exc
+
+
+def _pixels(opened: Image.Image) -> Image.Image:
+    """The picture in a decoded image: upright, RGB or RGBA, without metadata."""
+    upright = ImageOps.exif_transpose(opened)  # a copy: survives closing the file
+    image = _normalise_mode(upright)
+    image.info = {}  # ours to change: exif_transpose and convert both return new images
+    return image
+
+
+def _sent_as_is(image: Image.Image, data: bytes) -> bool:
+    """Whether the API reads ``data`` as gemflow would: one upright frame, 8 bits a sample."""
+    container = _container(image)
+    return (
+        container in API_MIME_TYPES
+        and image.mode in _API_MODES
+        and (container == "JPEG" or getattr(image, "n_frames", 1) == 1)
+        and image.getexif().get(_EXIF_ORIENTATION, 1) == 1
+        and (container != "PNG" or data[24:25] == b"\x08")  # IHDR bit depth: Pillow reads 16 as 8
+    )
+
+
+def _container(image: Image.Image) -> str | None:
+    # Phones write MPO: a JPEG with more pictures (depth maps, previews) after it. A JPEG decoder,
+    # the API's included, reads the first picture, so MPO is sent as the JPEG it is.
+    return "JPEG" if image.format == "MPO" else image.format
 
 
 def _identify(data: bytes) -> Image.Image:

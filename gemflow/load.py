@@ -7,24 +7,29 @@ or the cache.
 
 from __future__ import annotations
 
+import codecs
 import difflib
+import errno
 import os
 import re
+import stat
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from gemflow.errors import Problem, WorkflowError
-from gemflow.graph import build_graph, find_cycles
+from gemflow.graph import find_cycles
 from gemflow.steps import KINDS
 from gemflow.steps.api import API_DEFAULTS
-from gemflow.steps.base import FORMAT_BY_SUFFIX, Field, StepKind
+from gemflow.steps.base import FORMAT_BY_SUFFIX, IMAGE_FORMATS, Field, StepKind
 from gemflow.template import VAR_NAME, UnknownVar, resolve_vars, substitute
 from gemflow.workflow import Ref, Step, Workflow
 from gemflow.yamlsafe import LineDict, LineList, YamlError, load_yaml
 
 SUPPORTED_VERSIONS = (1,)
-MAX_WORKFLOW_BYTES = 4 * 1024 * 1024  # a workflow larger than this is almost surely not one
+# A workflow larger than this is almost surely not one; the limit also bounds the time a hostile
+# file can take to parse (about 5 s with libyaml for a megabyte of tiny mappings).
+MAX_WORKFLOW_BYTES = 1024 * 1024
 TOP_LEVEL_KEYS = ("version", "defaults", "vars", "steps")
 STEP_KEYS = ("kind", "output")  # accepted by every kind, besides its own fields
 STEP_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*\Z")
@@ -101,28 +106,15 @@ class _Loader:
         return Workflow(path=self.path, steps=steps, warnings=tuple(self.warnings))
 
     def parse(self) -> Any:
-        try:
-            size = self.path.stat().st_size
-            if size > MAX_WORKFLOW_BYTES:
-                self.problem(
-                    None, f"file is {size} bytes; a workflow may be at most {MAX_WORKFLOW_BYTES}"
-                )
-                raise self.fail()
-            text = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            self.problem(None, "no such workflow file")
-            raise self.fail() from None
-        except UnicodeDecodeError:
-            self.problem(None, "not a UTF-8 text file")
-            raise self.fail() from None
-        except OSError as exc:
-            self.problem(None, f"cannot read: {exc.strerror or exc}")
-            raise self.fail() from None
+        text = self.read_text()
         try:
             doc, duplicates = load_yaml(text)
         except YamlError as exc:
             self.problem(exc.line, str(exc))
             raise self.fail() from None
+        if doc is None and not text.strip():
+            self.problem(None, "the file is empty: a workflow is a mapping with 'steps'")
+            raise self.fail()
         steps_doc = doc.get("steps") if isinstance(doc, LineDict) else None
         for key, line, first in duplicates:
             is_step = isinstance(steps_doc, LineDict) and steps_doc.key_lines.get(key) == line
@@ -133,6 +125,34 @@ class _Loader:
                 "only the last silently",
             )
         return doc
+
+    def read_text(self) -> str:
+        """The workflow's text: UTF-8, with or without a byte-order mark."""
+        data = self.read_bytes()
+        try:
+            return data.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+                self.problem(None, "the file is UTF-16 text: save it as UTF-8")
+            else:
+                line = data.count(b"\n", 0, exc.start) + 1
+                byte = data[exc.start]
+                self.problem(line, f"not UTF-8 text (byte 0x{byte:02x}): save it as UTF-8")
+            raise self.fail() from None
+
+    def read_bytes(self) -> bytes:
+        try:
+            data = _read_regular_file(self.path, MAX_WORKFLOW_BYTES + 1)
+        except FileNotFoundError:
+            message = "no such workflow file"
+        except OSError as exc:
+            message = f"cannot read: {exc.strerror or exc}"
+        else:
+            if len(data) <= MAX_WORKFLOW_BYTES:
+                return data
+            message = f"the file is over {MAX_WORKFLOW_BYTES:,} bytes, the most a workflow may be"
+        self.problem(None, message)
+        raise self.fail()
 
     def load_vars(self, raw: Any, line: int) -> dict[str, str]:
         if raw is None:
@@ -213,6 +233,7 @@ class _Loader:
             outputs[path] = step_id
             steps[step_id] = Step(step_id, kind, params, refs, path, rel, fmt, doc.line_of(step_id))
         self.check_outputs_are_not_inputs(steps)
+        self.check_inputs_are_images(steps)
         return steps
 
     def load_params(
@@ -309,7 +330,7 @@ class _Loader:
             line = _ref_line(body, kind, text)
             if text in doc:
                 candidate = self.root / text
-                if candidate.exists():
+                if _file_type(candidate) is not None:
                     self.problem(
                         line,
                         f"'{text}' is both a step id and a file ({display_path(candidate)});"
@@ -325,17 +346,13 @@ class _Loader:
             path = self.confine(text, line, step_id, "input")
             if path is None:
                 ok = False
-            elif not path.is_file():
+                continue
+            unusable = self.unusable_input(text, path, doc)
+            if unusable is not None:
                 ok = False
-                hint = suggest(text, [k for k in doc if isinstance(k, str)])
-                self.problem(
-                    line,
-                    f"'{text}' is neither a step nor a file "
-                    f"(no {display_path(self.root / text)}){hint}",
-                    step_id,
-                )
-            else:
-                refs.append(Ref(text, path=path))
+                self.problem(line, unusable, step_id)
+                continue
+            refs.append(Ref(text, path=path))
         return tuple(refs) if ok else None
 
     def resolve_output(
@@ -351,7 +368,7 @@ class _Loader:
         if written is None:
             written = kind.default_output(step_id, fmt)
         elif FORMAT_BY_SUFFIX.get(suffix or "") != fmt:
-            if kind.uses_api:
+            if kind.uses_api and fmt == "png":
                 message = (
                     f"{kind.name} steps write PNG: name the output .png and add a resize step to "
                     "convert it"
@@ -365,8 +382,24 @@ class _Loader:
             return None
         return path, Path(os.path.relpath(path, self.root)).as_posix(), fmt
 
+    def unusable_input(self, text: str, path: Path, doc: LineDict) -> str | None:
+        """Why input file ``text`` cannot be read, or None when it can."""
+        shown = display_path(self.root / text)
+        found = _file_type(path)
+        if found == "file":
+            return None if os.access(path, os.R_OK) else f"cannot read {shown}: permission denied"
+        if found == "folder":
+            return f"'{text}' is a folder ({shown}), not an image file"
+        if found == "other":
+            return f"'{text}' is not a regular file ({shown} is a pipe or a device?)"
+        hint = suggest(text, [k for k in doc if isinstance(k, str)])
+        return f"'{text}' is neither a step nor a file (no {shown}){hint}"
+
     def confine(self, text: str, line: int, step_id: str, what: str) -> Path | None:
         """The absolute path for ``text``, refusing one that leaves the workflow's folder."""
+        if "\0" in text:  # no file has such a name, and the OS refuses to look one up
+            self.problem(line, f"{what} path {text!r} holds a NUL character", step_id)
+            return None
         path = Path(os.path.normpath(self.root / text))
         if self.allow_outside:
             return path
@@ -380,6 +413,21 @@ class _Loader:
             )
             return None
         return path
+
+    def check_inputs_are_images(self, steps: Mapping[str, Step]) -> None:
+        """Every reference is an image input: a step writing something else (a probe's JSON
+        report) cannot be one."""
+        for step in steps.values():
+            for ref in step.refs:
+                source = steps.get(ref.step) if ref.step else None
+                if source is not None and source.format not in IMAGE_FORMATS:
+                    self.problem(
+                        step.line,
+                        f"'{ref.text}' is a {source.kind.name} step: its output "
+                        f"{source.output_rel} is {source.format.upper()}, not an image, so it "
+                        "cannot be an input",
+                        step.id,
+                    )
 
     def check_outputs_are_not_inputs(self, steps: Mapping[str, Step]) -> None:
         outputs = {step.output: step for step in steps.values()}
@@ -396,11 +444,45 @@ class _Loader:
 
     def check_cycles(self, steps: Mapping[str, Step], doc: LineDict) -> None:
         workflow = Workflow(path=self.path, steps=dict(steps))
-        for cycle in find_cycles(build_graph(workflow)):
+        for cycle in find_cycles(workflow):
             path = " -> ".join([*cycle, cycle[0]])
             self.problem(
                 doc.line_of(cycle[0]), f"steps depend on each other in a cycle: {path}", cycle[0]
             )
+
+
+def _file_type(path: Path) -> str | None:
+    """'file', 'folder' or 'other' (a pipe, a device) at ``path``; None when nothing is there.
+
+    Unlike ``Path.is_file``, never raises: a name too long for the OS is simply not there.
+    """
+    try:
+        mode = path.stat().st_mode
+    except (OSError, ValueError):
+        return None
+    if stat.S_ISREG(mode):
+        return "file"
+    return "folder" if stat.S_ISDIR(mode) else "other"
+
+
+def _read_regular_file(path: Path, most: int) -> bytes:
+    """At most ``most`` bytes of ``path``; ``OSError`` for a folder, a pipe or a device.
+
+    Opened non-blocking, so a FIFO is refused at once instead of waiting for a writer; reading at
+    most ``most`` bytes also catches a file that grows after it was checked.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, "it is a folder, not a file")
+        if not stat.S_ISREG(mode):
+            raise OSError(errno.EINVAL, "not a regular file (a pipe or a device?)")
+    except BaseException:
+        os.close(fd)
+        raise
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read(most)
 
 
 def _substitute_all(value: Any, variables: Mapping[str, str]) -> Any:

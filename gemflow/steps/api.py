@@ -6,8 +6,8 @@ import io
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from gemflow.errors import InputError, NoImageError
-from gemflow.models import model_info
+from gemflow.errors import NoImageError
+from gemflow.models import model_info, spent
 from gemflow.steps.base import Estimate, Field, InputImage, RunContext, StepKind, StepOutput
 
 if TYPE_CHECKING:
@@ -22,6 +22,17 @@ API_DEFAULTS: Mapping[str, Field] = {
     "image_size": Field("scalar", doc='"512", "1K", "2K" or "4K" as the model allows'),
     "temperature": Field("number", minimum=0, maximum=2),
     "seed": Field("int"),
+    # How to send, not what: none of these can change the picture, so none is in the key.
+    # Defaults and limits: gemflow/providers/resilient.py and gemflow/providers/base.py.
+    "retries": Field(
+        "int", minimum=0, maximum=20, in_key=False, doc="retries after a 429, 5xx or timeout (5)"
+    ),
+    "timeout": Field(
+        "number", minimum=0.1, maximum=3600, in_key=False, doc="seconds to wait for an answer (180)"
+    ),
+    "rpm": Field(
+        "number", minimum=0.1, in_key=False, doc="requests per minute to a model, for the whole run"
+    ),
 }
 
 _MAGIC = (
@@ -33,7 +44,7 @@ _MAGIC = (
 
 
 def sniff_mime(data: bytes) -> str | None:
-    """The image type from the first bytes; we send exactly the bytes we hashed, typed right."""
+    """The image type from the first bytes alone (nothing is decoded)."""
     for magic, mime in _MAGIC:
         if data.startswith(magic):
             return mime
@@ -42,6 +53,19 @@ def sniff_mime(data: bytes) -> str | None:
     if data[4:12] in (b"ftypheic", b"ftypheix", b"ftypmif1"):
         return "image/heic"
     return None
+
+
+def _api_image(image: InputImage) -> tuple[bytes, str]:
+    """(bytes, MIME type) to send for one input image, or ``InputError`` naming it.
+
+    HEIC goes as it is: the API reads it, but Pillow cannot, so gemflow cannot check it. Any other
+    input is decoded in full, then sent as it is or as a PNG: see ``imaging.for_api``.
+    """
+    if sniff_mime(image.data) == "image/heic":
+        return image.data, "image/heic"
+    from gemflow.imaging import for_api
+
+    return for_api(image.data, source=image.ref)
 
 
 class GeminiImageKind(StepKind):
@@ -56,7 +80,8 @@ class GeminiImageKind(StepKind):
     @property
     def fields(self) -> Mapping[str, Field]:  # type: ignore[override]
         return {
-            **API_DEFAULTS,
+            # rpm is a run-wide limit per model: set in `defaults:`, not on a step
+            **{key: spec for key, spec in API_DEFAULTS.items() if key != "rpm"},
             "prompt": Field("str", required=True),
             "images": Field(
                 "refs", required=self.images_required, doc="step ids or files, in order"
@@ -122,14 +147,7 @@ class GeminiImageKind(StepKind):
     def build_request(self, step: Step, inputs: Sequence[InputImage]) -> ApiRequest:
         from gemflow.providers.base import ApiRequest
 
-        images = []
-        for image in inputs:
-            mime = sniff_mime(image.data)
-            if mime is None:
-                raise InputError(
-                    f"{image.ref}: not an image the API accepts (PNG, JPEG, WebP, GIF, HEIC)"
-                )
-            images.append((image.data, mime))
+        images = [_api_image(image) for image in inputs]  # every input checked before any is sent
         p = step.params
         return ApiRequest(
             model=p["model"],
@@ -140,20 +158,28 @@ class GeminiImageKind(StepKind):
             image_size=p.get("image_size"),
             temperature=p.get("temperature"),
             seed=p.get("seed"),
+            timeout=p.get("timeout"),
         )
 
     def run(self, step: Step, inputs: Sequence[InputImage], ctx: RunContext) -> StepOutput:
+        from gemflow.providers.resilient import resilient, with_attempts
+
         request = self.build_request(step, inputs)
-        response = ctx.provider().generate(request)
-        if response.image is None:
+        p = step.params
+        sent = resilient(ctx.provider()).send(
+            request, retries=p.get("retries"), rpm=p.get("rpm"), notify=ctx.notify
+        )
+        response = sent.response
+        if response.image is None:  # a refusal is an answer: never retried, never cached
             reason = response.block_reason or response.finish_reason or "no image part"
             if reason == "STOP":
                 reason = "text only"
-            raise NoImageError(reason, " ".join(response.texts))
+            raise with_attempts(NoImageError(reason, " ".join(response.texts)), sent.attempts)
         return StepOutput(
             data=_as_png(response.image, response.mime_type),
-            meta=_meta(request, response),
-            api_calls=1,
+            meta={**_meta(request, response), "attempts": sent.attempts},
+            api_calls=sent.attempts,  # requests sent, retries included: totals stay honest
+            usd=spent(request, response.usage),
         )
 
 

@@ -210,7 +210,7 @@ def _layer_problems(layer: Any) -> list[str]:
     if opacity is not None and not _is_opacity(opacity):
         problems.append(f"'opacity' must be a number from 0 to 1, not {opacity!r}")
     anchor = layer.get("anchor")
-    if anchor is not None and anchor not in ANCHORS:
+    if anchor is not None and (not isinstance(anchor, str) or anchor not in ANCHORS):
         problems.append(
             f"'anchor' must be one of {', '.join(ANCHORS)}, not {anchor!r}"
             f"{_did_you_mean(anchor, ANCHORS)}"
