@@ -112,6 +112,20 @@ def cli() -> None:
     help="Allow input and output paths outside the workflow's folder.",
 )
 @click.option(
+    "--retries",
+    type=click.IntRange(0, 20),
+    metavar="N",
+    help="Retries per API request after a 429, 5xx, timeout or lost connection; "
+    "overrides the workflow's 'retries' (default: the workflow's, else 5).",
+)
+@click.option(
+    "--rpm",
+    type=click.FloatRange(min=0.1),
+    metavar="N",
+    help="At most N requests a minute to each model, across the whole run; overrides "
+    "the workflow's 'rpm' (default: the workflow's, else no limit).",
+)
+@click.option(
     "--fail-fast",
     is_flag=True,
     help="After the first failure, start no new step (running ones finish).",
@@ -129,6 +143,8 @@ def run(
     base_url: str | None,
     cache_dir: Path | None,
     allow_outside: bool,
+    retries: int | None,
+    rpm: float | None,
     fail_fast: bool,
     verbose: bool,
 ) -> None:
@@ -152,7 +168,7 @@ def run(
     if as_json:
         reporters.append(JsonReporter())
     with (
-        _endpoint(emulator, base_url) as (provider_factory, service),
+        _endpoint(emulator, base_url, retries, rpm) as (provider_factory, service),
         Store(cache_dir or default_cache_dir(wf.path)) as store,
     ):
         options = RunOptions(
@@ -172,23 +188,27 @@ def run(
 
 
 @contextlib.contextmanager
-def _endpoint(use_emulator: bool, base_url: str | None) -> Iterator[tuple[Any, str | None]]:
+def _endpoint(
+    use_emulator: bool, base_url: str | None, retries: int | None, rpm: float | None
+) -> Iterator[tuple[Any, str | None]]:
     """(provider factory, service identity for the key) for this run's endpoint."""
     if use_emulator:
         from gemflow.emulator import Emulator
 
         with Emulator() as emu:
-            yield _factory(EMULATOR_KEY, emu.url), "emulator"
+            yield _factory(EMULATOR_KEY, emu.url, retries, rpm), "emulator"
         return
     url = base_url or os.environ.get("GOOGLE_GEMINI_BASE_URL") or None
-    yield _factory(None, url), url
+    yield _factory(None, url, retries, rpm), url
 
 
-def _factory(api_key: str | None, base_url: str | None) -> Any:
+def _factory(api_key: str | None, base_url: str | None, retries: int | None, rpm: float | None):
     def make() -> Any:
         from gemflow.providers.gemini import GeminiProvider, api_key_from_env
+        from gemflow.providers.resilient import ResilientProvider
 
-        return GeminiProvider(api_key or api_key_from_env(), base_url=base_url)
+        inner = GeminiProvider(api_key or api_key_from_env(), base_url=base_url)
+        return ResilientProvider(inner, retries=retries, rpm=rpm)
 
     return make
 

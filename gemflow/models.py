@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import math
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gemflow.providers.base import ApiRequest
 
 
 @dataclass(frozen=True)
@@ -39,10 +44,34 @@ class ModelInfo:
         )
 
 
+@dataclass(frozen=True)
+class ReaderInfo:
+    """A text model that reads text off images (see ``[readers]`` in the table)."""
+
+    id: str
+    input_image_tokens: int
+    input_usd_per_mtok: float
+    output_usd_per_mtok: float
+    max_input_images: int
+
+    def estimate_cost(self, *, prompt_chars: int, input_images: int, output_chars: int) -> float:
+        """USD for one request: text about 4 chars/token, images at the table's token count."""
+        input_tokens = math.ceil(prompt_chars / 4) + input_images * self.input_image_tokens
+        output_tokens = math.ceil(output_chars / 4)
+        return (
+            input_tokens * self.input_usd_per_mtok + output_tokens * self.output_usd_per_mtok
+        ) / 1e6
+
+
+@cache
+def _table() -> dict:
+    text = resources.files("gemflow").joinpath("data/models.toml").read_text(encoding="utf-8")
+    return tomllib.loads(text)
+
+
 @cache
 def known_models() -> dict[str, ModelInfo]:
-    text = resources.files("gemflow").joinpath("data/models.toml").read_text(encoding="utf-8")
-    table = tomllib.loads(text)["models"]
+    table = _table()["models"]
     return {
         model_id: ModelInfo(
             id=model_id,
@@ -61,3 +90,39 @@ def known_models() -> dict[str, ModelInfo]:
 def model_info(model_id: str) -> ModelInfo | None:
     """The table's entry for ``model_id`` (a ``models/`` prefix is ignored), or None if unknown."""
     return known_models().get(model_id.removeprefix("models/"))
+
+
+@cache
+def reader_models() -> dict[str, ReaderInfo]:
+    """The table's text models that read images, by id."""
+    table = _table().get("readers", {}).get("models", {})
+    return {
+        model_id: ReaderInfo(
+            id=model_id,
+            input_image_tokens=row["input_image_tokens"],
+            input_usd_per_mtok=row["input_usd_per_mtok"],
+            output_usd_per_mtok=row["output_usd_per_mtok"],
+            max_input_images=row["max_input_images"],
+        )
+        for model_id, row in table.items()
+    }
+
+
+def default_reader() -> str:
+    """The reader model a probe uses unless it names one (``[readers] default``)."""
+    return str(_table()["readers"]["default"])
+
+
+def spent(request: ApiRequest, usage: Mapping[str, int]) -> float:
+    """USD for one answered request, from the table and the token usage the API reported."""
+    info = model_info(request.model)
+    if info is not None and "IMAGE" in request.modalities:
+        image = info.size_info(request.image_size).usd_per_image
+        return image + usage.get("input", 0) * info.input_usd_per_mtok / 1e6
+    reader = reader_models().get(request.model)
+    if reader is not None:
+        output = usage.get("output", 0) + usage.get("thoughts", 0)
+        return (
+            usage.get("input", 0) * reader.input_usd_per_mtok + output * reader.output_usd_per_mtok
+        ) / 1e6
+    return 0.0

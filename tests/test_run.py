@@ -336,7 +336,7 @@ def test_json_output_describes_every_step_and_the_totals(project: Project) -> No
 def test_the_api_key_appears_nowhere(project: Project) -> None:
     project.add_photo()
     project.write(CHAIN.replace("A blue pear.", "A blue pear. [[emulator:500]]"))
-    result = project.run("--json", expect=1)
+    result = project.run("--json", "--retries", "0", expect=1)
     assert FAKE_KEY not in result.output
     for path in project.root.rglob("*"):
         if path.is_file():

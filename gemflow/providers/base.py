@@ -10,10 +10,16 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+# Seconds to wait for one answer when a step sets no ``timeout``. The SDK waits forever by default;
+# an image (a 4K Pro image with thinking, on a busy day) can take a couple of minutes, so 180 s
+# allows for slow answers while a dead connection still fails, and is retried, within minutes.
+DEFAULT_TIMEOUT = 180.0
+
 
 @dataclass(frozen=True)
 class ApiRequest:
-    """One generateContent call, exactly as it will be sent (an image request unless modalities say otherwise)."""
+    """One generateContent call, exactly as it will be sent (an image request unless modalities
+    say otherwise)."""
 
     model: str
     prompt: str
@@ -24,6 +30,9 @@ class ApiRequest:
     temperature: float | None = None
     seed: int | None = None
     modalities: tuple[str, ...] = ("TEXT", "IMAGE")
+    # Seconds to wait for the answer (None: the provider's default). How long we wait cannot change
+    # the picture, so it is not part of ``describe()``, nor of any key built from it.
+    timeout: float | None = None
 
     def describe(self) -> dict[str, Any]:
         """The request as recorded in the cache: every field, images by digest (never the key)."""
@@ -58,6 +67,10 @@ class ApiResponse:
 
 
 class Provider(Protocol):
+    """Sends requests. ``generate`` raises ``ApiError`` when the API refuses or cannot be reached
+    (its ``retryable`` and ``retry_delay`` say whether and when to try again); an answer without an
+    image is returned, not raised. ``gemflow.providers.resilient`` adds retries and rate limits."""
+
     def generate(self, request: ApiRequest) -> ApiResponse: ...
 
     def close(self) -> None: ...

@@ -6,9 +6,11 @@ happen, so ``gemflow --help`` and fully cached runs never pay for importing the 
 
 from __future__ import annotations
 
+import email.utils
 import importlib
 import os
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 from google import genai
@@ -16,7 +18,7 @@ from google.genai import errors as genai_errors
 from google.genai import types
 
 from gemflow.errors import ApiError, ConfigError
-from gemflow.providers.base import ApiRequest, ApiResponse
+from gemflow.providers.base import DEFAULT_TIMEOUT, ApiRequest, ApiResponse
 
 KEY_VARIABLES = ("GOOGLE_API_KEY", "GEMINI_API_KEY")  # the SDK's own order
 
@@ -32,29 +34,39 @@ def api_key_from_env() -> str:
     )
 
 
-def _transport_errors() -> tuple[type[BaseException], ...]:
+def _transport_errors(name: str = "TransportError") -> tuple[type[BaseException], ...]:
     """The HTTP transports' own errors (timeouts, refused connections), for whichever is installed."""
     found = []
-    for name in ("httpx2", "httpx"):
+    for module in ("httpx2", "httpx"):
         try:
-            found.append(importlib.import_module(name).TransportError)
+            found.append(getattr(importlib.import_module(module), name))
         except (ImportError, AttributeError):
             continue
     return tuple(found)
 
 
 class GeminiProvider:
-    """One google-genai client for a whole run; thread-safe for concurrent steps."""
+    """One google-genai client for a whole run; thread-safe for concurrent steps.
 
-    def __init__(self, api_key: str, *, base_url: str | None = None, timeout: float | None = None):
+    ``timeout`` is the seconds to wait for an answer when a request sets none (``None``: forever,
+    the SDK's default). The SDK's own retries stay off: ``gemflow.providers.resilient`` retries,
+    honouring the server's delay, which the SDK's retries ignore.
+    """
+
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        base_url: str | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+    ):
         self._secret = api_key
-        options = types.HttpOptions(
-            base_url=base_url,
-            timeout=int(timeout * 1000) if timeout else None,
-        )
+        self._timeout = timeout
+        options = types.HttpOptions(base_url=base_url, timeout=_milliseconds(timeout))
         # Keep the reference: a client that is garbage-collected closes its HTTP pool under us.
         self._client = genai.Client(api_key=api_key, http_options=options)
         self._transport_errors = _transport_errors()
+        self._timeout_errors = _transport_errors("TimeoutException")
 
     def close(self) -> None:
         self._client.close()
@@ -69,12 +81,15 @@ class GeminiProvider:
             image_config = types.ImageConfig(
                 aspect_ratio=request.aspect_ratio, image_size=request.image_size
             )
+        # Per call, so each step can set its own; the client's timeout applies otherwise.
+        per_call = types.HttpOptions(timeout=_milliseconds(request.timeout))
         config = types.GenerateContentConfig(
             response_modalities=list(request.modalities),
             image_config=image_config,
             system_instruction=request.system,
             temperature=request.temperature,
             seed=request.seed,
+            http_options=per_call if request.timeout else None,
         )
         try:
             response = self._client.models.generate_content(
@@ -84,6 +99,9 @@ class GeminiProvider:
             raise self._api_error(exc) from None
         except self._transport_errors as exc:
             kind = type(exc).__name__
+            waited = request.timeout or self._timeout
+            if isinstance(exc, self._timeout_errors) and waited:
+                raise ApiError(f"no answer within {waited:g} s ({kind})") from None
             raise ApiError(self._redact(f"could not reach the API ({kind}: {exc})")) from None
         return _parse(response)
 
@@ -93,7 +111,7 @@ class GeminiProvider:
             self._redact(message),
             code=exc.code,
             status=exc.status,
-            retry_delay=_retry_delay(exc.details),
+            retry_delay=server_retry_delay(exc),
         )
 
     def _redact(self, text: str) -> str:
@@ -101,7 +119,36 @@ class GeminiProvider:
         return text.replace(self._secret, "[redacted]") if self._secret else text
 
 
-def _retry_delay(details: Any) -> float | None:
+def _milliseconds(seconds: float | None) -> int | None:
+    """HttpOptions.timeout is whole milliseconds; never round a positive timeout down to none."""
+    return max(1, round(seconds * 1000)) if seconds else None
+
+
+def server_retry_delay(exc: genai_errors.APIError, now: datetime | None = None) -> float | None:
+    """How long the server asked us to wait, in seconds: the body's RetryInfo.retryDelay, else the
+    ``Retry-After`` header (seconds or an HTTP date). The SDK reads neither; None when absent."""
+    delay = _retry_info_delay(exc.details)
+    if delay is not None:
+        return delay
+    headers = getattr(getattr(exc, "response", None), "headers", None)
+    value = headers.get("retry-after") if headers is not None else None
+    return _retry_after(value, now or datetime.now(UTC)) if value else None
+
+
+def _retry_after(value: str, now: datetime) -> float | None:
+    """RFC 9110 Retry-After: delay-seconds or an HTTP-date (a date in the past means now)."""
+    if re.fullmatch(r"[0-9]+(\.[0-9]+)?", value.strip()):
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # an HTTP-date is always GMT
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+def _retry_info_delay(details: Any) -> float | None:
     """The server's RetryInfo.retryDelay in seconds, if the error body carries one."""
     error = details.get("error", details) if isinstance(details, dict) else {}
     for item in error.get("details") or []:

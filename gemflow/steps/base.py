@@ -58,6 +58,7 @@ class StepOutput:
     api_calls: int = 0
     attachments: dict[str, bytes] = field(default_factory=dict)
     summary: dict[str, Any] | None = None
+    usd: float = 0.0  # what the requests this step sent cost, by the model table
 
 
 @dataclass(frozen=True)
@@ -81,22 +82,42 @@ class RunContext:
         self.notify = notify  # tell the user something now (a long wait, say); thread-safe
         self._calls = calls
         self.api_calls = 0  # requests this step sent through ``call``
+        self.usd = 0.0  # and what they cost
 
     def provider(self) -> Any:
         if self._provider_factory is None:
             raise RuntimeError("this run has no API provider")
         return self._provider_factory()
 
-    def call(self, request: ApiRequest, *, sample: int = 0) -> ApiResponse:
+    def call(
+        self,
+        request: ApiRequest,
+        *,
+        sample: int = 0,
+        retries: int | None = None,
+        rpm: float | None = None,
+    ) -> ApiResponse:
         """Send ``request`` unless an answer to it (the same request, the same sample number) is
         cached. For steps that make several calls: each is cached on its own, so asking for more
-        samples pays only for the new ones."""
+        samples pays only for the new ones. Transient failures are retried (``retries``, ``rpm``:
+        the step's settings)."""
+        from gemflow.models import spent
+        from gemflow.providers.resilient import attempts_of, resilient
+
         if self._calls is not None:
             cached = self._calls.get(request, sample)
             if cached is not None:
                 return cached
-        response = self.provider().generate(request)
-        self.api_calls += 1
+        try:
+            sent = resilient(self.provider()).send(
+                request, retries=retries, rpm=rpm, notify=self.notify
+            )
+        except Exception as error:
+            self.api_calls += attempts_of(error)
+            raise
+        response = sent.response
+        self.api_calls += sent.attempts
+        self.usd += spent(request, response.usage)
         if self._calls is not None:
             self._calls.put(request, sample, response)
         return response
