@@ -61,6 +61,14 @@ import click
     help="Multiply image sides by this (small values make benchmarks cheap).",
 )
 @click.option(
+    "--rewrite",
+    "rewrite",
+    default=None,
+    metavar="MODES",
+    help="Behave like a service that rewrites prompts: any of system (a hidden system prompt), "
+    "prefix (words put before yours), paraphrase (your words reworded), comma-separated.",
+)
+@click.option(
     "--extra-model",
     "extra_models",
     multiple=True,
@@ -78,6 +86,7 @@ def emulator_command(
     api_key: str | None,
     scale: float,
     extra_models: tuple[str, ...],
+    rewrite: str | None,
 ) -> None:
     """Serve a deterministic Gemini API emulator for tests and demos.
 
@@ -85,12 +94,17 @@ def emulator_command(
     requests give equal bytes. Stop with Ctrl-C.
     """
     from gemflow.emulator import Emulator, Faults  # Pillow is heavy: keep `gemflow --help` fast
+    from gemflow.emulator.rewrite import Rewriter
 
     try:
         rates = Faults.parse(fault_spec)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--faults") from None
     faults = Faults(latency=latency, rates=rates, retry_delay=retry_delay, seed=seed)
+    try:
+        rewriter = Rewriter.parse(rewrite) if rewrite is not None else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--rewrite") from None
     emulator = Emulator(
         host=host,
         port=port,
@@ -99,6 +113,7 @@ def emulator_command(
         api_key=api_key,
         scale=scale,
         extra_models=extra_models,
+        rewrite=rewriter,
     )
     try:
         emulator.start()

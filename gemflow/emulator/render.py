@@ -14,8 +14,9 @@ palette one ~3 ms. The palette is laid out as
     232..239 the stripe cells
     240..255 unused (black)
 
-The prompt is stored verbatim in an iTXt chunk ``gemflow-emulator-text`` (drawn text may be cut
-short when it does not fit; the chunk never is). No timestamps: equal scenes give equal bytes.
+The text drawn (the prompt, or the scene's ``drawn`` text) is stored verbatim in an iTXt chunk
+``gemflow-emulator-text`` (drawn text may be cut short when it does not fit; the chunk never is).
+No timestamps: equal scenes give equal bytes.
 """
 
 from __future__ import annotations
@@ -49,7 +50,11 @@ Font = ImageFont.FreeTypeFont | ImageFont.ImageFont | ImageFont.TransposedFont
 
 @dataclass(frozen=True)
 class Scene:
-    """Everything a picture depends on. ``images`` are the raw input image bytes, in order."""
+    """Everything a picture depends on. ``images`` are the raw input image bytes, in order.
+
+    ``drawn`` is the text the picture shows when that is not the prompt (see
+    :mod:`gemflow.emulator.lettering`); None means the prompt.
+    """
 
     model: str
     texts: tuple[str, ...]
@@ -59,10 +64,16 @@ class Scene:
     image_size: str
     temperature: float | None = None
     seed: int | None = None
+    drawn: str | None = None
 
     @property
     def prompt(self) -> str:
         return "\n".join(self.texts)
+
+    @property
+    def text(self) -> str:
+        """What the picture shows: ``drawn``, else the prompt."""
+        return self.prompt if self.drawn is None else self.drawn
 
     @cached_property
     def digest(self) -> bytes:
@@ -77,6 +88,8 @@ class Scene:
             "temperature": self.temperature,
             "seed": self.seed,
         }
+        if self.drawn is not None:  # absent otherwise, so ordinary pictures keep their bytes
+            canonical["drawn"] = self.drawn
         blob = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(blob.encode()).digest()
 
@@ -148,14 +161,14 @@ def render(scene: Scene, scale: float = 1.0) -> Rendered:
     _draw_circles(draw, scene.digest, width, height)
     thumbs_h = _thumbnail_band_height(len(scene.images), height)
     text_box = (margin, stripe_h + margin, width - margin, height - thumbs_h - margin)
-    _draw_prompt(draw, scene.prompt, text_box)
+    _draw_prompt(draw, scene.text, text_box)
 
     palette = _palette(background, ink, scene.mark)
     picture = _indexed(layer, palette)
     _paste_stripe(picture, stripe_h)
     if scene.images:
         _paste_thumbnails(picture, palette, scene.images, thumbs_h, margin)
-    return Rendered(_encode(picture, scene.prompt), width, height)
+    return Rendered(_encode(picture, scene.text), width, height)
 
 
 def render_thought(scene: Scene, scale: float = 1.0) -> bytes:

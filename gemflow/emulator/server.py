@@ -5,7 +5,8 @@ The real google-genai SDK talks to it unchanged (``HttpOptions(base_url=emulator
 
 - :class:`_Handler` speaks HTTP/1.1 (keep-alive, Content-Length, chunked request bodies);
 - :class:`_Service` turns one request into one reply: routing, key check, parsing, validation
-  against ``gemflow.models``, faults, and the camelCase response bodies the SDK reads;
+  against ``gemflow.models``, faults, an optional prompt rewriter (``rewrite.py``), what the
+  model draws (``lettering.py``), and the camelCase response bodies the SDK reads;
 - :class:`Emulator` owns the server thread and the request log.
 
 Requests are read liberally: every key may be camelCase or snake_case (they are normalised to
@@ -33,7 +34,7 @@ import time
 import traceback
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
@@ -47,6 +48,7 @@ from gemflow.emulator.faults import (
     Faults,
     content_fault_body,
 )
+from gemflow.emulator.lettering import NO_TEXT, drawn_text
 from gemflow.emulator.render import (
     Scene,
     embedded_text,
@@ -56,7 +58,8 @@ from gemflow.emulator.render import (
     render,
     render_thought,
 )
-from gemflow.models import ModelInfo, SizeInfo, known_models
+from gemflow.emulator.rewrite import Rewriter
+from gemflow.models import ModelInfo, ReaderInfo, SizeInfo, known_models, reader_models
 
 API_VERSIONS = ("v1", "v1beta")
 INPUT_TOKEN_LIMIT = 65536
@@ -351,6 +354,19 @@ def _generic_model(model_id: str) -> ModelInfo:
     )
 
 
+def _text_model(reader: ReaderInfo) -> ModelInfo:
+    """A text-only model from the ``[readers]`` table, in the shape validation and usage need."""
+    return ModelInfo(
+        id=reader.id,
+        ratios=("1:1",),
+        sizes={"1K": SizeInfo(0, 0.0)},
+        default_size="1K",
+        input_image_tokens=reader.input_image_tokens,
+        input_usd_per_mtok=reader.input_usd_per_mtok,
+        max_input_images=reader.max_input_images,
+    )
+
+
 def _display_name(model_id: str) -> str:
     return " ".join(word.capitalize() for word in model_id.split("-"))
 
@@ -380,6 +396,16 @@ def validate(info: ModelInfo, request: GenerateRequest) -> None:
             f"Too many input images: {len(request.images)}. models/{info.id} accepts at most "
             f"{info.max_input_images} images per request.",
             "contents",
+        )
+
+
+def _refuse_image_modality(info: ModelInfo, request: GenerateRequest) -> None:
+    """A text model asked for images answers 400, as the real text models do."""
+    if request.modalities is not None and "IMAGE" in request.modalities:
+        raise _bad_request(
+            "The requested combination of response modalities is not supported by the model. "
+            f"models/{info.id} accepts the following combination of response modalities: * TEXT",
+            "generation_config.response_modalities",
         )
 
 
@@ -424,8 +450,10 @@ class _Service:
         scale: float,
         extra_models: Iterable[str],
         stopping: threading.Event,
+        rewriter: Rewriter | None = None,
     ) -> None:
         self.faults = faults
+        self.rewriter = rewriter
         self.api_key = api_key
         self.scale = scale
         self.extra_models = {m.removeprefix("models/") for m in extra_models}
@@ -490,6 +518,9 @@ class _Service:
             return info
         if model_id in self.extra_models:
             return _generic_model(model_id)
+        reader = reader_models().get(model_id)
+        if reader is not None:
+            return _text_model(reader)
         raise ApiFailure(
             404,
             f"models/{model_id} is not found for API version {version}, "
@@ -549,6 +580,9 @@ class _Service:
         request = parse_generate(payload)
         _describe(record, request)
         validate(info, request)
+        text_only = info.id in reader_models()
+        if text_only:
+            _refuse_image_modality(info, request)
         if self.faults.latency and self.stopping.wait(self.faults.latency):
             raise _Dropped
         fault = self._fault(request, record)
@@ -558,7 +592,12 @@ class _Service:
             fault = None
         if fault in HTTP_FAULTS:
             raise self._http_fault(fault)
-        answer = self._content_fault(info, request, fault) if fault else self._answer(info, request)
+        if fault:
+            answer = self._content_fault(info, request, fault)
+        elif text_only or not request.wants_image:
+            answer = self._text_answer(info, request)
+        else:
+            answer = self._image_answer(info, request)
         if stream:
             return Reply(200, b"data: " + _dump(answer) + b"\r\n\r\n", "text/event-stream")
         return Reply(200, _dump(answer))
@@ -597,7 +636,7 @@ class _Service:
         envelope = _envelope(info, self._scene(info, request), request, usage)
         return {**content_fault_body(fault), **envelope}
 
-    def _scene(self, info: ModelInfo, request: GenerateRequest) -> Scene:
+    def _scene(self, info: ModelInfo, request: GenerateRequest, drawn: str | None = None) -> Scene:
         return Scene(
             model=info.id,
             texts=request.texts,
@@ -607,30 +646,58 @@ class _Service:
             image_size=request.image_size or info.default_size,
             temperature=request.temperature,
             seed=request.seed,
+            drawn=drawn,
         )
 
-    def _answer(self, info: ModelInfo, request: GenerateRequest) -> dict[str, Any]:
-        thinks = _thinks(info.id)
+    def _received(self, request: GenerateRequest) -> GenerateRequest:
+        """The image request as the model receives it: rewritten when the service rewrites."""
+        if self.rewriter is None:
+            return request
+        return replace(
+            request,
+            texts=self.rewriter.texts(request.texts),
+            system=self.rewriter.context(request.system),
+        )
+
+    def _image_answer(self, info: ModelInfo, request: GenerateRequest) -> dict[str, Any]:
+        received = self._received(request)
+        drawn = drawn_text(request.prompt, received.prompt, received.system)
+        if drawn is None:  # asked for something that does not exist: no image, like real models
+            return self._content_fault(info, received, "no_image")
+        scene = self._scene(info, received, None if drawn == received.prompt else drawn)
+        parts = self._image_parts(scene, thinks=_thinks(info.id))
+        tokens = info.size_info(scene.image_size).output_tokens
+        return self._answer(
+            info, received, scene, parts, [{"modality": "IMAGE", "tokenCount": tokens}]
+        )
+
+    def _text_answer(self, info: ModelInfo, request: GenerateRequest) -> dict[str, Any]:
+        drawn = self._read_back(request)
+        text = _default_text(request) if drawn is None else drawn.strip() or NO_TEXT
+        output = [{"modality": "TEXT", "tokenCount": math.ceil(len(text) / 4)}]
         scene = self._scene(info, request)
-        if request.wants_image:
-            parts = self._image_parts(scene, thinks=thinks)
-            tokens = info.size_info(scene.image_size).output_tokens
-            output = [{"modality": "IMAGE", "tokenCount": tokens}]
-        else:
-            text = self._read_back(request) or _default_text(request)
-            parts = [{"text": text}]
-            output = [{"modality": "TEXT", "tokenCount": math.ceil(len(text) / 4)}]
+        return self._answer(info, request, scene, [{"text": text}], output)
+
+    def _answer(
+        self,
+        info: ModelInfo,
+        request: GenerateRequest,
+        scene: Scene,
+        parts: list[dict[str, Any]],
+        output: list[dict[str, Any]],
+    ) -> dict[str, Any]:
         candidate = {
             "content": {"role": "model", "parts": parts},
             "finishReason": "STOP",
             "index": 0,
         }
-        usage = _usage(info, request, output=output, thoughts=THOUGHTS_TOKENS if thinks else 0)
+        thoughts = THOUGHTS_TOKENS if _thinks(info.id) else 0
+        usage = _usage(info, request, output=output, thoughts=thoughts)
         return {"candidates": [candidate], **_envelope(info, scene, request, usage)}
 
     def _image_parts(self, scene: Scene, *, thinks: bool) -> list[dict[str, Any]]:
         picture = render(scene, self.scale)
-        self._remember(scene.mark, scene.prompt)
+        self._remember(scene.mark, scene.text)
         parts: list[dict[str, Any]] = []
         if thinks:
             parts.append(
@@ -886,6 +953,10 @@ class Emulator:
     Use as a context manager (``with Emulator() as emu: ...``) or call :meth:`start` and
     :meth:`stop`. Every request is recorded (see :attr:`requests`); with ``log_path`` the records
     are also appended to that file as JSON lines. Neither ever holds image bytes or the API key.
+
+    ``rewrite`` makes it behave like a service that rewrites prompts before its image model sees
+    them: a :class:`~gemflow.emulator.rewrite.Rewriter`, or its modes as text
+    (``"system,prefix,paraphrase"``, any subset). Without it prompts reach the model as sent.
     """
 
     def __init__(
@@ -898,6 +969,7 @@ class Emulator:
         api_key: str | None = None,
         scale: float = 1.0,
         extra_models: Iterable[str] = (),
+        rewrite: Rewriter | str | None = None,
     ) -> None:
         if scale <= 0:
             raise ValueError(f"scale must be positive, got {scale}")
@@ -911,6 +983,7 @@ class Emulator:
             scale=scale,
             extra_models=extra_models,
             stopping=self._stopping,
+            rewriter=Rewriter.parse(rewrite) if isinstance(rewrite, str) else rewrite,
         )
         self._records: list[dict[str, Any]] = []
         self._records_lock = threading.Lock()

@@ -58,14 +58,16 @@ class TerminalReporter:
         mode = " · dry run: nothing is sent" if event.dry_run else ""
         if self.emulated:
             mode += " · on the emulator"
+        steps = f"{self.total} step{'s' * (self.total != 1)}"
         self.console.print(
-            f"[bold]{escape(event.workflow)}[/]: {self.total} steps ({event.api_steps} API){mode}"
+            f"[bold]{escape(event.workflow)}[/]: {steps} ({event.api_steps} API){mode}"
         )
 
     def step_finished(self, report: StepReport) -> None:
         self.finished += 1
         self.running.pop(report.id, None)
-        if report.status is not Status.CACHED or self.verbose:
+        # A step's own result (a probe's verdict) is what the user asked for: shown even if cached.
+        if report.status is not Status.CACHED or self.verbose or report.result:
             self.console.print(self.line(report))
         self.update_spinner()
 
@@ -79,6 +81,8 @@ class TerminalReporter:
             details.append(f"{'~' if self.dry_run else ''}${report.usd:.3f}")
         if report.seconds >= 0.05:
             details.append(f"{report.seconds:.1f}s")
+        if report.result:
+            details.append(f"[bold]{escape(_result_text(report.result))}[/]")
         text = f"  [{_STYLE[report.status]}]{status:<9}[/] {escape(report.id):<20} {' · '.join(details)}"
         if report.error:
             text += f"\n  {'':<9} {'':<20} [red]{escape(report.error)}[/]"
@@ -132,3 +136,11 @@ class TerminalReporter:
             self.console.print(
                 f"[bold red]failed:[/] {escape(report.id)}: {escape(report.error or '')}"
             )
+
+
+def _result_text(result: dict) -> str:
+    """A kind's summary on one line: its scalar fields, words before numbers, then by name (a
+    cached summary comes back with sorted keys), e.g. "verdict rewritten, confidence 0.9"."""
+    scalars = [(k, v) for k, v in result.items() if isinstance(v, str | int | float | bool)]
+    scalars.sort(key=lambda item: (not isinstance(item[1], str), item[0]))
+    return ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in scalars)

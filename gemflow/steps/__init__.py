@@ -4,10 +4,11 @@ from gemflow.steps.base import StepKind
 from gemflow.steps.composite import Composite
 from gemflow.steps.edit import Edit
 from gemflow.steps.generate import Generate
+from gemflow.steps.probe import Probe
 from gemflow.steps.resize import Resize
 
 KINDS: dict[str, StepKind] = {
-    kind.name: kind for kind in (Generate(), Edit(), Composite(), Resize())
+    kind.name: kind for kind in (Generate(), Edit(), Composite(), Resize(), Probe())
 }
 
 __all__ = ["KINDS", "StepKind"]

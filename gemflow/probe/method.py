@@ -1,0 +1,171 @@
+"""Run the probe battery: send each probe, read its image back, compare, judge, and decide.
+
+Every API call goes through ``call(request, sample)`` — the step's per-call cache — so a rerun sends
+nothing, ``--force`` asks again, and each of ``repeat`` samples is its own cached call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from gemflow.probe.battery import PROBES, ProbeSpec
+from gemflow.probe.compare import Comparison, compare, unexplained_words
+from gemflow.probe.reading import Reader
+from gemflow.probe.verdict import (
+    MIN_HIDDEN_WORDS,
+    Finding,
+    SampleVerdict,
+    Verdict,
+    judge_context,
+    judge_control,
+    judge_sample,
+    judge_words,
+    majority,
+)
+from gemflow.providers.base import ApiRequest, ApiResponse
+
+OUTCOMES = ("image", "no_image", "text_only", "refused")
+# finishReason / blockReason values that mean the service refused on policy grounds.
+REFUSALS = frozenset(
+    {
+        "SAFETY",
+        "PROHIBITED_CONTENT",
+        "IMAGE_SAFETY",
+        "IMAGE_PROHIBITED_CONTENT",
+        "IMAGE_RECITATION",
+        "RECITATION",
+        "BLOCKLIST",
+        "SPII",
+    }
+)
+
+Call = Callable[[ApiRequest, int], ApiResponse]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to probe: the model, the prompt under test with its canary, which probes, how often."""
+
+    model: str
+    prompt: str
+    canary: str
+    quoted: str  # the prompt under test with the canary inside
+    probes: tuple[str, ...]
+    repeat: int
+
+    def specs(self) -> list[ProbeSpec]:
+        # The control runs first: what it shows decides how much the "before" probe is worth.
+        return sorted((PROBES[name] for name in self.probes), key=lambda s: s.shows != "control")
+
+    def request(self, spec: ProbeSpec) -> ApiRequest:
+        return ApiRequest(model=self.model, prompt=spec.prompt(self.quoted), temperature=0.0)
+
+
+@dataclass
+class ProbeResult:
+    """One probe in one sample: what came back, what was read, how it compares, what it shows."""
+
+    probe: str
+    sample: int
+    outcome: str  # one of OUTCOMES
+    finish_reason: str | None
+    block_reason: str | None
+    model_text: list[str]
+    image: bytes | None = None
+    mime_type: str | None = None
+    read: str | None = None
+    comparison: Comparison | None = None
+    unexplained: list[str] = field(default_factory=list)
+    finding: Finding = field(default_factory=lambda: Finding.none("not judged"))
+
+
+@dataclass
+class Sample:
+    number: int
+    results: list[ProbeResult]
+    verdict: SampleVerdict
+
+
+@dataclass
+class Outcome:
+    plan: Plan
+    samples: list[Sample]
+    verdict: Verdict
+
+
+def run_battery(plan: Plan, call: Call, reader: Reader) -> Outcome:
+    """Probe ``plan.repeat`` times and decide."""
+    samples = [_run_sample(plan, call, reader, n) for n in range(plan.repeat)]
+    return Outcome(plan, samples, majority([s.verdict for s in samples]))
+
+
+def _run_sample(plan: Plan, call: Call, reader: Reader, sample: int) -> Sample:
+    results: list[ProbeResult] = []
+    control_invents = False
+    remarks: list[str] = []
+    for spec in plan.specs():
+        result = _probe(plan, spec, call, reader, sample)
+        result.finding = _judge(plan, spec, result, control_invents=control_invents)
+        if spec.shows == "control":
+            control_invents = len(result.unexplained) >= MIN_HIDDEN_WORDS
+            remarks.append(f"{spec.name} (control): {result.finding.note}")
+        results.append(result)
+    results.sort(key=lambda r: plan.probes.index(r.probe))
+    findings = {r.probe: r.finding for r in results}
+    return Sample(sample, results, judge_sample(findings, remarks))
+
+
+def _probe(plan: Plan, spec: ProbeSpec, call: Call, reader: Reader, sample: int) -> ProbeResult:
+    response = call(plan.request(spec), sample)
+    result = ProbeResult(
+        probe=spec.name,
+        sample=sample,
+        outcome=classify(response),
+        finish_reason=response.finish_reason,
+        block_reason=response.block_reason,
+        model_text=list(response.texts),
+    )
+    if response.image is None:
+        return result
+    result.image, result.mime_type = response.image, response.mime_type or "image/png"
+    result.read = reader.read(result.image, result.mime_type, sample)
+    if result.read is None:
+        return result
+    if spec.shows in ("context", "control"):
+        result.unexplained = unexplained_words(result.read, spec.prompt(plan.quoted))
+    else:
+        canary = plan.canary if spec.shows == "quoted" else None
+        result.comparison = compare(spec.expected(plan.quoted), result.read, canary)
+    return result
+
+
+def classify(response: ApiResponse) -> str:
+    """What kind of answer a probe got: an image, or which kind of no-image."""
+    if response.image is not None:
+        return "image"
+    if response.block_reason or response.finish_reason in REFUSALS:
+        return "refused"
+    if response.finish_reason == "STOP" and response.texts:
+        return "text_only"
+    return "no_image"
+
+
+def _judge(plan: Plan, spec: ProbeSpec, result: ProbeResult, *, control_invents: bool) -> Finding:
+    if result.outcome != "image":
+        reason = result.block_reason or result.finish_reason or "no reason given"
+        what = f"{result.outcome.replace('_', ' ')} ({reason})"
+        if spec.shows == "control":
+            return Finding.none(f"{what}, as expected: nothing comes after a request")
+        return Finding.none(f"{what}: no evidence either way")
+    if result.read is None:
+        return Finding.none("the reader could not read the image")
+    if spec.shows == "context":
+        return judge_context(result.unexplained, control_invents=control_invents)
+    if spec.shows == "control":
+        return judge_control(result.unexplained)
+    if not result.read.strip():
+        return Finding.none("the image shows no text: the model did not letter it")
+    assert result.comparison is not None
+    canary = plan.canary if spec.shows == "quoted" else None
+    return judge_words(result.comparison, canary)

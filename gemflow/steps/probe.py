@@ -1,0 +1,164 @@
+"""``probe``: does the service rewrite my prompt? Sends the probe battery, reads the images back,
+and writes a verdict with its evidence as ``<step>.probe.json`` (the method is ``gemflow.probe``).
+
+Every probe and reader call goes through ``RunContext.call`` with its sample number: a rerun sends
+nothing, ``--force`` asks again, and raising ``repeat`` pays only for the new samples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from gemflow.models import default_reader, model_info, reader_models
+from gemflow.probe.battery import DEFAULT_PROMPT, PROBE_NAMES, PROBES, canary_for, quoted_text
+from gemflow.probe.reading import INSTALL_TESSERACT, TESSERACT, tesseract_missing
+from gemflow.steps.base import Estimate, Field, InputImage, RunContext, StepKind, StepOutput
+
+if TYPE_CHECKING:
+    from gemflow.probe.method import Plan
+    from gemflow.providers.base import ApiRequest, ApiResponse
+    from gemflow.workflow import Step
+
+LONG_PROMPT_WORDS = 40
+LONG_PROMPT_WHY = "image models set long text poorly, and garbled text reads as rewritten"
+
+
+class Probe(StepKind):
+    name = "probe"
+    uses_api = True
+    fields: ClassVar[Mapping[str, Field]] = {
+        "model": Field("str", doc="the image model to probe; see gemflow/data/models.toml"),
+        "prompt": Field("str", doc="the prompt under test (default: a neutral one)"),
+        "probes": Field("list", doc=f"which probes, in order (default: {', '.join(PROBE_NAMES)})"),
+        "repeat": Field("int", minimum=1, maximum=20, doc="samples to take; the majority decides"),
+        "reader": Field(
+            "str", doc="a text model id (default: [readers] in models.toml) or tesseract"
+        ),
+        "description": Field("str", in_key=False),
+    }
+
+    def output_format(self, params: Mapping[str, Any], suffix: str | None) -> str:
+        return "json"
+
+    def default_output(self, step_id: str, fmt: str) -> str:
+        return f"out/{step_id}.probe.json"
+
+    def check(self, params: Mapping[str, Any]) -> list[tuple[str | None, str]]:
+        probes = params.get("probes")
+        if probes is None:
+            return []
+        if not probes:
+            return [("probes", f"list at least one probe ({', '.join(PROBE_NAMES)})")]
+        unknown = [p for p in probes if not isinstance(p, str) or p not in PROBES]
+        if unknown:
+            return [("probes", f"unknown probe {unknown[0]!r} (probes: {', '.join(PROBE_NAMES)})")]
+        if len(set(probes)) != len(probes):
+            return [("probes", "a probe is listed twice")]
+        if not set(probes) - {"after"}:
+            return [("probes", "'after' is a control: add before, current or canary")]
+        return []
+
+    def warnings(self, params: Mapping[str, Any]) -> list[tuple[str | None, str]]:
+        found: list[tuple[str | None, str]] = []
+        model = params.get("model")
+        if model and model_info(model) is None:
+            found.append(("model", f"unknown model {model!r}: not validated, no cost estimate"))
+        if problem := _reader_problem(_reader(params)):
+            found.append(("reader", problem))
+        if len(_prompt(params).split()) > LONG_PROMPT_WORDS:
+            found.append(("prompt", f"over {LONG_PROMPT_WORDS} words: {LONG_PROMPT_WHY}"))
+        return found
+
+    def recipe(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Every parameter resolved, defaults included: writing a default out changes nothing."""
+        return {
+            "model": params["model"],
+            "prompt": _prompt(params),
+            "probes": list(_probes(params)),
+            "repeat": _repeat(params),
+            "reader": _reader(params),
+        }
+
+    def estimate(self, step: Step) -> Estimate:
+        from gemflow.probe.cost import estimate
+
+        calls, usd = estimate(self.plan(step.params), _reader(step.params))
+        return Estimate(api_calls=calls, usd=usd)
+
+    def plan(self, params: Mapping[str, Any]) -> Plan:
+        from gemflow.probe.method import Plan
+
+        prompt = _prompt(params)
+        canary = canary_for(params["model"], prompt)
+        return Plan(
+            model=params["model"],
+            prompt=prompt,
+            canary=canary,
+            quoted=quoted_text(prompt, canary),
+            probes=_probes(params),
+            repeat=_repeat(params),
+        )
+
+    def run(self, step: Step, inputs: Sequence[InputImage], ctx: RunContext) -> StepOutput:
+        from gemflow.probe.method import run_battery
+        from gemflow.probe.reading import make_reader
+        from gemflow.probe.report import build_report, encode_report, files
+
+        calls = _Calls(ctx)
+        reader = make_reader(_reader(step.params), calls)  # a missing OCR fails before any call
+        outcome = run_battery(self.plan(step.params), calls, reader)
+        report = build_report(outcome, step_id=step.id, reader=reader.name)
+        verdict = outcome.verdict
+        return StepOutput(
+            data=encode_report(report),
+            meta={"usage": calls.usage, "model_version": calls.model_version},
+            attachments=files(outcome, step.id),
+            summary={"verdict": verdict.verdict, "confidence": verdict.confidence},
+        )
+
+
+class _Calls:
+    """``ctx.call`` that also tallies what this run actually sent (cached answers cost nothing)."""
+
+    def __init__(self, ctx: RunContext) -> None:
+        self.ctx = ctx
+        self.usage: dict[str, int] = {}
+        self.model_version: str | None = None
+
+    def __call__(self, request: ApiRequest, sample: int) -> ApiResponse:
+        sent_before = self.ctx.api_calls
+        response = self.ctx.call(request, sample=sample)
+        if self.ctx.api_calls > sent_before:
+            for name, count in response.usage.items():
+                self.usage[name] = self.usage.get(name, 0) + count
+        if "IMAGE" in request.modalities and self.model_version is None:
+            self.model_version = response.model_version
+        return response
+
+
+def _reader_problem(reader: str) -> str | None:
+    """Why ``reader`` may not work as hoped, or None."""
+    if reader == TESSERACT:
+        if tesseract_missing():
+            return f"tesseract is not on PATH, so this step cannot run: {INSTALL_TESSERACT}"
+        return None
+    if reader not in reader_models():
+        return f"unknown reader model {reader!r}: no cost estimate"
+    return None
+
+
+def _prompt(params: Mapping[str, Any]) -> str:
+    return params.get("prompt") or DEFAULT_PROMPT
+
+
+def _probes(params: Mapping[str, Any]) -> tuple[str, ...]:
+    return tuple(params.get("probes") or PROBE_NAMES)
+
+
+def _repeat(params: Mapping[str, Any]) -> int:
+    return params.get("repeat") or 1
+
+
+def _reader(params: Mapping[str, Any]) -> str:
+    return params.get("reader") or default_reader()
