@@ -15,6 +15,7 @@ something broke, above all when a no-op rerun or a dry run made an API call.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import math
@@ -23,6 +24,7 @@ import platform
 import random
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -65,6 +67,7 @@ class Figure:
     seconds: float  # the best run
     median: float | None = None
     runs: int = 1
+    samples: list[float] = field(default_factory=list)  # every timed run, in order
     peak_rss_mb: float | None = None
     limit: float | None = None  # seconds; None: reported, no target
     target: str = ""
@@ -81,6 +84,17 @@ class Figure:
 # --------------------------------------------------------------------------- workflows
 
 
+_SUBJECTS = (
+    "a lighthouse at dusk",
+    "a red bicycle",
+    "a paper boat",
+    "a fox in snow",
+    "a bowl of ramen",
+    "a foggy skyline",
+    "a potted cactus",
+)
+
+
 def mixed_steps(count: int, seed: int = 0) -> dict[str, dict[str, Any]]:
     """``count`` steps in blocks like real projects have; about 80% call the API.
 
@@ -93,45 +107,27 @@ def mixed_steps(count: int, seed: int = 0) -> dict[str, dict[str, Any]]:
 
 
 def _blocks(rng: random.Random) -> Iterator[tuple[str, dict[str, Any]]]:
-    prompts = (f"Benchmark picture {n}: {_SUBJECTS[n % len(_SUBJECTS)]}" for n in itertools.count())
+    prompts = (f"Picture {n}: {_SUBJECTS[n % len(_SUBJECTS)]}" for n in itertools.count())
     for block in itertools.count():
         results = []
-        root = f"b{block}_source"
-        yield root, {"kind": "generate", "prompt": next(prompts)}
+        source = f"b{block}_src"
+        yield source, {"kind": "generate", "prompt": next(prompts)}
         for i in range(rng.randint(2, 5)):
-            results.append(f"b{block}_variant{i}")
-            yield results[-1], {"kind": "edit", "images": [root], "prompt": next(prompts)}
-        previous = f"b{block}_chain0"
+            results.append(f"b{block}_v{i}")
+            yield results[-1], {"kind": "edit", "images": [source], "prompt": next(prompts)}
+        previous = f"b{block}_c0"
         yield previous, {"kind": "generate", "prompt": next(prompts)}
         for i in range(1, rng.randint(3, 5)):
-            images = [previous, root] if rng.random() < 0.25 else [previous]
-            step_id = f"b{block}_chain{i}"
+            images = [previous, source] if rng.random() < 0.25 else [previous]
+            step_id = f"b{block}_c{i}"
             yield step_id, {"kind": "edit", "images": images, "prompt": next(prompts)}
             previous = step_id
         results.append(previous)
         sheet = f"b{block}_sheet"
         picks = rng.sample(results, k=min(len(results), rng.randint(2, 4)))
         yield sheet, {"kind": "composite", "images": picks, "columns": 2, "gap": 4}
-        yield (
-            f"b{block}_thumb",
-            {
-                "kind": "resize",
-                "image": sheet,
-                "width": 48,
-                "output": f"out/b{block}_thumb.webp",
-            },
-        )
-
-
-_SUBJECTS = (
-    "a lighthouse at dusk, watercolour",
-    "a red bicycle against a blue wall, photo",
-    "a paper boat on a puddle, macro shot",
-    "a fox in fresh snow, pencil drawing",
-    "a bowl of ramen from above, studio light",
-    "a city skyline in fog, long exposure",
-    "a cactus in a terracotta pot, flat illustration",
-)
+        thumb = {"kind": "resize", "image": sheet, "width": 48, "output": f"out/b{block}.webp"}
+        yield f"b{block}_thumb", thumb
 
 
 def independent_steps(count: int) -> dict[str, dict[str, Any]]:
@@ -143,15 +139,17 @@ def independent_steps(count: int) -> dict[str, dict[str, Any]]:
 
 
 def render_workflow(steps: dict[str, dict[str, Any]]) -> str:
-    """The workflow file for ``steps``, as a person would write it."""
+    """The workflow file for ``steps``: one line per step, so 10,000 steps stay under 1 MiB
+    (the most ``gemflow.load`` accepts)."""
     lines = ["version: 1", "defaults:", f"  model: {MODEL}", "steps:"]
-    for step_id, body in steps.items():
-        lines.append(f"  {step_id}:")
-        lines.extend(f"    {key}: {_yaml_value(value)}" for key, value in body.items())
+    lines.extend(f"  {step_id}: {_yaml_value(body)}" for step_id, body in steps.items())
     return "\n".join(lines) + "\n"
 
 
 def _yaml_value(value: Any) -> str:
+    """``value`` in YAML's flow style."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_yaml_value(v)}" for k, v in value.items()) + "}"
     if isinstance(value, list):
         return "[" + ", ".join(map(_yaml_value, value)) + "]"
     if isinstance(value, str) and not re.fullmatch(r"[\w./-]+", value):
@@ -181,24 +179,41 @@ class Sample:
     stderr: str
 
 
+# Runs argv[1:] and prints "seconds max_rss_kib exit_code". A fresh, small process launches each
+# measured command because a child's ru_maxrss starts from the RSS of the process that spawned it:
+# spawned from this script (tens of MB once it has read a 10,000-step log) it would be inflated.
+# Python with -I -S is about 8 MB, below any gemflow process. The time excludes its own start.
+MEASURE = """\
+import os, sys, time
+start = time.perf_counter()
+devnull = [(os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0)]
+pid = os.posix_spawnp(sys.argv[1], sys.argv[1:], os.environ, file_actions=devnull)
+_, status, usage = os.wait4(pid, 0)
+print(time.perf_counter() - start, usage.ru_maxrss, os.waitstatus_to_exitcode(status))
+"""
+
+
 def run_once(cmd: Sequence[str | Path], env: dict[str, str], cwd: Path) -> Sample:
-    """Run ``cmd`` to completion: wall time and this one process's peak RSS (from ``os.wait4``)."""
+    """Run ``cmd`` to completion: its wall time and its own peak RSS (``os.wait4``, KiB on Linux)."""
+    argv = [sys.executable, "-I", "-S", "-c", MEASURE, *map(str, cmd)]
     with tempfile.TemporaryFile() as err:
-        start = time.perf_counter()
+        # A session of its own, so that on Ctrl-C or an error the command goes with its launcher.
         proc = subprocess.Popen(
-            [str(c) for c in cmd], cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=err
+            argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=err, start_new_session=True
         )
         try:
-            _, status, usage = os.wait4(proc.pid, 0)
+            report, _ = proc.communicate()
         except BaseException:
-            proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             raise
-        seconds = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)  # wait4 reaped it, not Popen
         err.seek(0)
         stderr = err.read().decode("utf-8", "replace")
-    return Sample(seconds, usage.ru_maxrss, proc.returncode, stderr)  # ru_maxrss: KiB on Linux
+    if proc.returncode != 0:
+        raise BenchError(f"could not measure {_show(cmd)}:\n{stderr}")
+    seconds, max_rss_kb, returncode = report.split()
+    return Sample(float(seconds), int(max_rss_kb), int(returncode), stderr)
 
 
 def run_checked(cmd: Sequence[str | Path], env: dict[str, str], cwd: Path) -> Sample:
@@ -373,7 +388,7 @@ def bench_size(size: int, gemflow: Path, emulator: EmulatorProcess, root: Path) 
         f"build, {label} (--jobs {BUILD_JOBS})",
         build.seconds,
         peak_rss_mb=build.max_rss_kb / 1024,
-        note=f"{calls:,} API calls; no target",
+        note=f"{calls:,} API calls; {workflow.stat().st_size / 1024:.0f} KiB of YAML; no target",
     )
     return [
         build_figure,
@@ -396,8 +411,7 @@ def verify_noop(cmd: list[str | Path], env: dict[str, str], cwd: Path, size: int
 
 def bench_help(gemflow: Path, root: Path) -> Figure:
     timing = time_command([gemflow, "--help"], dict(os.environ), root, runs=HELP_RUNS)
-    limit = HELP_TARGET
-    return _timed("gemflow --help", timing, limit=limit)
+    return _timed("gemflow --help", timing, limit=HELP_TARGET)
 
 
 def bench_concurrency(gemflow: Path, root: Path, *, steps: int, jobs: int) -> Figure:
@@ -420,7 +434,7 @@ def bench_concurrency(gemflow: Path, root: Path, *, steps: int, jobs: int) -> Fi
         peak_rss_mb=sample.max_rss_kb / 1024,
         limit=CONCURRENCY_TARGET * ideal,
         target=f"≤ {CONCURRENCY_TARGET} × {ideal:.0f} s",
-        note=f"{ratio:.2f} × ideal {ideal:.0f} s",
+        note=f"{ratio:.3f} × ideal {ideal:.0f} s",
         extra={"ideal_seconds": ideal, "ratio": ratio, "jobs": jobs, "steps": steps},
     )
 
@@ -431,6 +445,7 @@ def _timed(name: str, timing: Timing, *, limit: float | None = None, note: str =
         timing.best,
         median=timing.median,
         runs=len(timing.seconds),
+        samples=timing.seconds,
         peak_rss_mb=timing.peak_rss_kb / 1024,
         limit=limit,
         target=f"< {limit:g} s" if limit is not None else "",
@@ -474,20 +489,30 @@ def _seconds(value: float) -> str:
 
 
 def machine() -> dict[str, Any]:
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"],
-        cwd=Path(__file__).resolve().parent,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "commit": commit or None,
+        "commit": git_commit(),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
+        "load_average": round(os.getloadavg()[0], 2),  # other work on the machine skews figures
         "emulator_scale": SCALE,
     }
+
+
+def git_commit() -> str | None:
+    """The checked-out commit, ``+dirty`` when the working tree differs (read-only git calls)."""
+    here = Path(__file__).resolve().parent
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True
+        )
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=here, capture_output=True)
+    except OSError:
+        return None
+    if head.returncode != 0:
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.returncode == 1 else "")
 
 
 def write_json(path: Path, figures: Sequence[Figure], about: dict[str, Any]) -> None:
@@ -506,7 +531,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--sizes",
-        type=lambda text: [int(s) for s in text.split(",")],
+        type=_sizes,
         help="workflow sizes in steps, comma-separated (default: 1000,10000; --quick: 1000)",
     )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where to write the JSON")
@@ -516,43 +541,55 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def run_benchmarks(args: argparse.Namespace, root: Path) -> list[Figure]:
+def _sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of step counts: {text!r}") from None
+    if any(size < 1 for size in sizes):
+        raise argparse.ArgumentTypeError("sizes must be at least 1")
+    return sizes
+
+
+def run_benchmarks(args: argparse.Namespace, root: Path, figures: list[Figure]) -> None:
+    """Append each figure to ``figures`` as soon as it is measured (kept if a later part fails)."""
     gemflow = find_gemflow()
     sizes = args.sizes or ([1_000] if args.quick else list(DEFAULT_SIZES))
-    figures = []
     with EmulatorProcess(gemflow, root / "emulator") as emulator:
         for size in sizes:
             figures += bench_size(size, gemflow, emulator, root)
     figures.append(bench_help(gemflow, root))
     steps, jobs = (64, 8) if args.quick else (256, 32)
     figures.append(bench_concurrency(gemflow, root, steps=steps, jobs=jobs))
-    return figures
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    about = {**machine(), "quick": args.quick}
+    about = machine()
+    figures: list[Figure] = []
+    status = 0
     root = Path(tempfile.mkdtemp(prefix="gemflow-bench-"))
     try:
-        figures = run_benchmarks(args, root)
+        run_benchmarks(args, root, figures)
     except BenchError as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
-        return 1
+        status = 1
     except KeyboardInterrupt:
         print("bench: interrupted", file=sys.stderr)
-        return 130
+        status = 130
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
-    print(
-        f"\ngemflow benchmark · {about['cpus']} CPUs · Python {about['python']} · {about['commit']}"
-    )
-    print(format_table(figures))
-    write_json(args.out, figures, about)
-    print(f"\nwrote {args.out}")
+    if figures:
+        print(f"\ngemflow benchmark · {about['commit']} · {about['cpus']} CPUs", end="")
+        print(f" (load {about['load_average']} at start) · Python {about['python']}", end="")
+        print("" if status == 0 else " · INCOMPLETE")
+        print(format_table(figures))
+        write_json(args.out, figures, {**about, "quick": args.quick, "complete": status == 0})
+        print(f"\nwrote {args.out}")
     if args.keep:
         print(f"kept the workflows and caches in {root}")
-    return 0
+    return status
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ re-made. With the outputs committed too, a fresh clone with an empty cache runs 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,27 +44,45 @@ class LockEntry:
         )
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        if data["model_version"] is None:
-            del data["model_version"]
-        for optional in ("tokens", "attachments"):
-            if not data[optional]:
-                del data[optional]
+        data: dict[str, Any] = {
+            "key": self.key,
+            "kind": self.kind,
+            "params": self.params,
+            "inputs": self.inputs,
+            "output": self.output,
+            "digest": self.digest,
+        }
+        if self.model_version is not None:
+            data["model_version"] = self.model_version
+        if self.tokens:
+            data["tokens"] = self.tokens
+        if self.attachments:
+            data["attachments"] = self.attachments
         return data
 
 
 class LockFile:
-    def __init__(self, path: Path, entries: dict[str, LockEntry], problem: str | None = None):
+    """The lock file's entries. ``save`` writes only when an entry changed."""
+
+    def __init__(
+        self,
+        path: Path,
+        entries: dict[str, LockEntry],
+        problem: str | None = None,
+        signature: tuple[int, int, int] | None = None,
+    ) -> None:
         self.path = path
         self.entries = entries
         self.problem = problem  # why an existing lock file could not be read, if it could not
-        self._saved = self.render()
+        self.signature = signature  # (size, mtime_ns, inode) of the file as read, if it existed
+        self._saved = dict(entries)
 
     @classmethod
     def load(cls, path: Path) -> LockFile:
         """Read ``path``; a missing file is an empty lock, an unreadable one is reported and ignored."""
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            signature = _signature(path)
+            data = json.loads(path.read_bytes())
             if data.get("version") != LOCK_VERSION:
                 raise ValueError(f"unsupported lock version {data.get('version')!r}")
             entries = {sid: LockEntry.from_json(e) for sid, e in data["steps"].items()}
@@ -72,19 +90,34 @@ class LockFile:
             return cls(path, {})
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             return cls(path, {}, problem=f"{path.name} is unreadable and was ignored ({exc})")
-        return cls(path, entries)
+        return cls(path, entries, signature=signature)
+
+    def changed_on_disk(self) -> bool:
+        """Whether someone (another gemflow run, git) rewrote the file since it was read."""
+        try:
+            return _signature(self.path) != self.signature
+        except FileNotFoundError:
+            return self.signature is not None
 
     def render(self) -> str:
-        steps = {sid: self.entries[sid].to_json() for sid in sorted(self.entries)}
-        return (
-            json.dumps({"version": LOCK_VERSION, "steps": steps}, indent=2, sort_keys=True) + "\n"
-        )
+        """JSON with one line per step, sorted, so a diff or a merge sees one step at a time."""
+        lines = [
+            f"    {json.dumps(sid)}: {json.dumps(self.entries[sid].to_json(), sort_keys=True)}"
+            for sid in sorted(self.entries)
+        ]
+        steps = "{\n" + ",\n".join(lines) + "\n  }" if lines else "{}"
+        return f'{{\n  "steps": {steps},\n  "version": {LOCK_VERSION}\n}}\n'
 
     def save(self) -> bool:
-        """Write the file if its content changed; returns whether it did."""
-        text = self.render()
-        if text == self._saved:
+        """Write the file if an entry changed; returns whether it did."""
+        if self.entries == self._saved and self.path.exists():
             return False
-        write_atomic(self.path, text.encode())
-        self._saved = text
+        write_atomic(self.path, self.render().encode(), durable=True)
+        self._saved = dict(self.entries)
+        self.signature = _signature(self.path)
         return True
+
+
+def _signature(path: Path) -> tuple[int, int, int]:
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime_ns, stat.st_ino

@@ -33,7 +33,7 @@ from gemflow.fileio import DigestMemo, write_atomic
 from gemflow.graph import build_graph, ordered, select
 from gemflow.keys import digest, key_material, step_key
 from gemflow.lockfile import LockEntry, LockFile
-from gemflow.models import model_info
+from gemflow.providers.resilient import attempts_of
 from gemflow.state import Decision, decide, recorded_params
 from gemflow.steps.base import InputImage, RunContext, StepOutput
 from gemflow.store import Store
@@ -224,11 +224,25 @@ class Runner:
             if decision.adopt:
                 self._adopt(step, key)
             return self._finish_step(
-                step, key, material, inputs, Status.CACHED, decision.reason, decision.digest
+                step,
+                key,
+                material,
+                inputs,
+                Status.CACHED,
+                decision.reason,
+                decision.digest,
+                meta=decision.meta,
             )
         if decision.status is Status.RESTORE and self._restore(step, key):
             return self._finish_step(
-                step, key, material, inputs, Status.RESTORE, decision.reason, decision.digest
+                step,
+                key,
+                material,
+                inputs,
+                Status.RESTORE,
+                decision.reason,
+                decision.digest,
+                meta=decision.meta,
             )
         reason = decision.reason if decision.status is Status.RUN else "stored result was corrupt"
         if self._stopped_by is not None:
@@ -247,11 +261,15 @@ class Runner:
             if ref.step is not None:
                 digests.append(self._done[ref.step].digest)
                 continue
-            value = self.memo.digest(ref.path)
+            try:
+                value = self.memo.digest(ref.path)
+                problem = "no such file" if value is None else None
+            except OSError as exc:
+                value, problem = None, exc.strerror or str(exc)
             if value is None:
                 self._failed.add(step.id)
                 self._report(
-                    step, Status.FAILED, "input file missing", error=f"{ref.text}: no such file"
+                    step, Status.FAILED, "input file unreadable", error=f"{ref.text}: {problem}"
                 )
                 return None
             digests.append(value)
@@ -334,6 +352,7 @@ class Runner:
         )
         result = step.kind.run(step, images, ctx)
         result.api_calls += ctx.api_calls
+        result.usd += ctx.usd
         meta = {**result.meta, "step": step.id, "kind": step.kind.name, "summary": result.summary}
         self.store.put(job.key, result.data, meta, result.attachments)
         self._write(step, result.data, result.attachments)
@@ -350,7 +369,7 @@ class Runner:
             self._failed.add(step.id)
             if self.options.fail_fast and self._stopped_by is None:
                 self._stopped_by = step.id
-            calls = 1 if step.uses_api and isinstance(exc, StepError) else 0
+            calls = attempts_of(exc) if step.uses_api and isinstance(exc, StepError) else 0
             message = (
                 str(exc) if isinstance(exc, GemflowError) else f"{exc.strerror}: {exc.filename}"
             )
@@ -383,7 +402,7 @@ class Runner:
             api_calls=result.api_calls,
             tokens=usage,
             seconds=seconds,
-            usd=_spent(step, usage) if result.api_calls else 0.0,
+            usd=result.usd,
             model_version=result.meta.get("model_version"),
             result=result.summary,
         )
@@ -402,10 +421,12 @@ class Runner:
         *,
         model_version: str | None = None,
         tokens: dict[str, int] | None = None,
+        meta: dict[str, Any] | None = None,
         **report: Any,
     ) -> None:
         self._done[step.id] = _Done(key, output_digest)
-        meta = self.store.meta(key) or {}
+        if meta is None:
+            meta = self.store.meta(key) or {}
         if model_version is None:
             model_version, tokens = meta.get("model_version"), meta.get("usage") or {}
         report.setdefault("result", meta.get("summary"))
@@ -439,7 +460,7 @@ class Runner:
     def _save_lock(self) -> None:
         """Write this run's entries over the lock file as it is now on disk, so that two runs on
         one workflow (different targets, say) do not undo each other's entries."""
-        latest = LockFile.load(self.workflow.lock_path)
+        latest = LockFile.load(self.lock.path) if self.lock.changed_on_disk() else self.lock
         entries = {sid: e for sid, e in latest.entries.items() if sid in self.workflow.steps}
         entries.update({sid: self.lock.entries[sid] for sid in self._touched})
         latest.entries = entries
@@ -463,16 +484,6 @@ class Runner:
         if self.memo.changed:
             self.store.save_memo(self.memo.entries)
         self.emit(RunFinished(self.summary))
-
-
-def _spent(step: Step, usage: dict[str, int]) -> float:
-    info = model_info(step.params["model"])
-    if info is None:
-        return 0.0
-    size = step.params.get("image_size")
-    return (
-        info.size_info(size).usd_per_image + usage.get("input", 0) * info.input_usd_per_mtok / 1e6
-    )
 
 
 def run_workflow(

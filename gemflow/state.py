@@ -18,6 +18,7 @@ class Decision:
     reason: str
     digest: str | None = None  # the output's digest, when a stored or adopted result decides it
     adopt: bool = False  # the output on disk matches the lock file: take it into the store
+    meta: dict[str, Any] | None = None  # the stored result's metadata, when there is one
 
 
 def recorded_params(material: dict[str, Any]) -> dict[str, Any]:
@@ -44,7 +45,7 @@ def decide(
     if meta is not None:
         on_disk = memo.digest(step.output)
         if on_disk == meta["digest"] and _attachments_match(step, meta.get("attachments"), memo):
-            return Decision(Status.CACHED, "up to date", meta["digest"])
+            return Decision(Status.CACHED, "up to date", meta["digest"], meta=meta)
         if lock_entry is not None and lock_entry.key != key:
             reason = "earlier result for these inputs (" + explain(step, material, lock_entry) + ")"
         elif on_disk is None:
@@ -53,7 +54,7 @@ def decide(
             reason = "attached files missing or changed"
         else:
             reason = "output differs from the stored result"
-        return Decision(Status.RESTORE, reason, meta["digest"])
+        return Decision(Status.RESTORE, reason, meta["digest"], meta=meta)
     if lock_entry is not None and lock_entry.key == key:
         if memo.digest(step.output) == lock_entry.digest and _attachments_match(
             step, lock_entry.attachments, memo
