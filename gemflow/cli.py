@@ -10,7 +10,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -191,23 +191,43 @@ def run(
 def _endpoint(
     use_emulator: bool, base_url: str | None, retries: int | None, rpm: float | None
 ) -> Iterator[tuple[Any, str | None]]:
-    """(provider factory, service identity for the key) for this run's endpoint."""
-    if use_emulator:
+    """(provider factory, service identity for the key) for this run's endpoint.
+
+    The emulator is started only when a step first needs it: a cached run starts nothing.
+    """
+    if not use_emulator:
+        url = base_url or os.environ.get("GOOGLE_GEMINI_BASE_URL") or None
+        yield _factory(lambda: None, lambda: url, retries, rpm), url
+        return
+    started: list[Any] = []
+
+    def emulator_url() -> str:
         from gemflow.emulator import Emulator
 
-        with Emulator() as emu:
-            yield _factory(EMULATOR_KEY, emu.url, retries, rpm), "emulator"
-        return
-    url = base_url or os.environ.get("GOOGLE_GEMINI_BASE_URL") or None
-    yield _factory(None, url, retries, rpm), url
+        started.append(Emulator().start())
+        return started[0].url
+
+    try:
+        yield _factory(lambda: EMULATOR_KEY, emulator_url, retries, rpm), "emulator"
+    finally:
+        for emulator in started:
+            emulator.stop()
 
 
-def _factory(api_key: str | None, base_url: str | None, retries: int | None, rpm: float | None):
+def _factory(
+    api_key: Callable[[], str | None],
+    base_url: Callable[[], str | None],
+    retries: int | None,
+    rpm: float | None,
+) -> Callable[[], Any]:
+    """Makes the run's one provider, on first use (the runner calls it at most once)."""
+
     def make() -> Any:
         from gemflow.providers.gemini import GeminiProvider, api_key_from_env
         from gemflow.providers.resilient import ResilientProvider
 
-        inner = GeminiProvider(api_key or api_key_from_env(), base_url=base_url)
+        key = api_key() or api_key_from_env()
+        inner = GeminiProvider(key, base_url=base_url())
         return ResilientProvider(inner, retries=retries, rpm=rpm)
 
     return make

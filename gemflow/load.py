@@ -10,6 +10,7 @@ from __future__ import annotations
 import codecs
 import difflib
 import errno
+import functools
 import os
 import re
 import stat
@@ -29,7 +30,7 @@ from gemflow.yamlsafe import LineDict, LineList, YamlError, load_yaml
 SUPPORTED_VERSIONS = (1,)
 # A workflow larger than this is almost surely not one; the limit also bounds the time a hostile
 # file can take to parse (about 5 s with libyaml for a megabyte of tiny mappings).
-MAX_WORKFLOW_BYTES = 1024 * 1024
+MAX_WORKFLOW_BYTES = 4 * 1024 * 1024  # 10,000 steps in block style take about 2 MiB
 TOP_LEVEL_KEYS = ("version", "defaults", "vars", "steps")
 STEP_KEYS = ("kind", "output")  # accepted by every kind, besides its own fields
 STEP_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*\Z")
@@ -58,10 +59,19 @@ class _Loader:
         self.path = path.absolute()
         self.root = self.path.parent
         self.real_root = self.root.resolve()
+        self.real_folders: dict[str, str] = {}
         self.file = display_path(path)
         self.allow_outside = allow_outside
         self.problems: list[Problem] = []
         self.warnings: list[Problem] = []
+
+    @functools.cached_property
+    def folder_entries(self) -> frozenset[str]:
+        """Names in the workflow's folder: a step id that is also one of them is ambiguous."""
+        try:
+            return frozenset(os.listdir(self.root))
+        except OSError:
+            return frozenset()
 
     # -- reporting ------------------------------------------------------------------------------
 
@@ -330,7 +340,7 @@ class _Loader:
             line = _ref_line(body, kind, text)
             if text in doc:
                 candidate = self.root / text
-                if _file_type(candidate) is not None:
+                if text in self.folder_entries:
                     self.problem(
                         line,
                         f"'{text}' is both a step id and a file ({display_path(candidate)});"
@@ -363,7 +373,7 @@ class _Loader:
         if written is not None and not isinstance(written, str):
             self.problem(line, "'output' must be a path", step_id)
             return None
-        suffix = Path(written).suffix.lower() if written else None
+        suffix = os.path.splitext(written)[1].lower() if written else None
         fmt = kind.output_format(params, suffix)
         if written is None:
             written = kind.default_output(step_id, fmt)
@@ -380,7 +390,8 @@ class _Loader:
         path = self.confine(written, line, step_id, "output")
         if path is None:
             return None
-        return path, Path(os.path.relpath(path, self.root)).as_posix(), fmt
+        rel = os.path.relpath(path, self.root) if self.allow_outside else os.path.normpath(written)
+        return path, Path(rel).as_posix(), fmt
 
     def unusable_input(self, text: str, path: Path, doc: LineDict) -> str | None:
         """Why input file ``text`` cannot be read, or None when it can."""
@@ -400,11 +411,10 @@ class _Loader:
         if "\0" in text:  # no file has such a name, and the OS refuses to look one up
             self.problem(line, f"{what} path {text!r} holds a NUL character", step_id)
             return None
-        path = Path(os.path.normpath(self.root / text))
+        joined = os.path.normpath(os.path.join(self.root, text))
         if self.allow_outside:
-            return path
-        real = path.resolve()
-        if Path(text).is_absolute() or not real.is_relative_to(self.real_root):
+            return Path(joined)
+        if os.path.isabs(text) or not self.inside(self.real_path(joined)):
             self.problem(
                 line,
                 f"{what} path '{text}' leaves the workflow's folder "
@@ -412,7 +422,20 @@ class _Loader:
                 step_id,
             )
             return None
-        return path
+        return Path(joined)
+
+    def real_path(self, joined: str) -> str:
+        """``os.path.realpath``, resolving each folder once: thousands of outputs share a few."""
+        folder, name = os.path.split(joined)
+        real_folder = self.real_folders.get(folder)
+        if real_folder is None:
+            real_folder = self.real_folders[folder] = os.path.realpath(folder)
+        real = os.path.join(real_folder, name)
+        return os.path.realpath(real) if os.path.islink(real) else real
+
+    def inside(self, real: str) -> bool:
+        root = str(self.real_root)
+        return real == root or real.startswith(root.rstrip(os.sep) + os.sep)
 
     def check_inputs_are_images(self, steps: Mapping[str, Step]) -> None:
         """Every reference is an image input: a step writing something else (a probe's JSON

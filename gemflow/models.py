@@ -7,7 +7,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -65,7 +65,7 @@ class ReaderInfo:
 
 @cache
 def _table() -> dict:
-    text = resources.files("gemflow").joinpath("data/models.toml").read_text(encoding="utf-8")
+    text = (Path(__file__).parent / "data" / "models.toml").read_text(encoding="utf-8")
     return tomllib.loads(text)
 
 

@@ -9,17 +9,16 @@ injects faults on demand. Point the real SDK at it::
 
 or run ``gemflow emulator`` and ``export GOOGLE_GEMINI_BASE_URL=<url>``.
 
-``Emulator`` is imported on first use: it needs Pillow, and ``gemflow --help`` imports
-``gemflow.emulator.command`` (and so this package) without wanting to pay for Pillow.
+Everything is imported on first use: ``Emulator`` needs Pillow, and every ``gemflow`` command
+imports ``gemflow.emulator.command`` (and so this package) without wanting to pay for it.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from gemflow.emulator.faults import FAULT_NAMES, Faults
-
 if TYPE_CHECKING:
+    from gemflow.emulator.faults import FAULT_NAMES, Faults
     from gemflow.emulator.server import Emulator
 
 __all__ = ["FAULT_NAMES", "Emulator", "Faults"]
@@ -30,4 +29,8 @@ def __getattr__(name: str) -> Any:
         from gemflow.emulator.server import Emulator
 
         return Emulator
+    if name in ("FAULT_NAMES", "Faults"):
+        from gemflow.emulator import faults
+
+        return getattr(faults, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

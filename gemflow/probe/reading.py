@@ -9,7 +9,6 @@ say (a refusal).
 from __future__ import annotations
 
 import shutil
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -83,6 +82,8 @@ class TesseractReader:
         return cls(program)
 
     def read(self, image: bytes, mime_type: str, sample: int) -> str | None:
+        import subprocess  # only when OCR runs: keeps loading workflows light
+
         try:
             done = subprocess.run(
                 [self.program, "stdin", "stdout"],

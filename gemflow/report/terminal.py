@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.console import Console
 from rich.markup import escape
-from rich.status import Status as Spinner
 
 from gemflow.events import (
     Event,
@@ -36,7 +37,7 @@ class TerminalReporter:
         self.total = 0
         self.finished = 0
         self.running: dict[str, StepStarted] = {}
-        self.spinner: Spinner | None = None
+        self.spinner: Any = None  # a rich Status, on a terminal only
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, RunStarted):

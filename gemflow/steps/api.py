@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -77,7 +78,7 @@ class GeminiImageKind(StepKind):
     images_required: ClassVar[bool] = False
     reference_fields = ("images",)
 
-    @property
+    @functools.cached_property
     def fields(self) -> Mapping[str, Field]:  # type: ignore[override]
         return {
             # rpm is a run-wide limit per model: set in `defaults:`, not on a step

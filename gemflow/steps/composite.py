@@ -18,16 +18,7 @@ import difflib
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from gemflow.imaging import (
-    ANCHORS,
-    Layer,
-    encode,
-    grid,
-    open_image,
-    parse_color,
-    percentage,
-    place_layers,
-)
+from gemflow.geometry import ANCHORS, percentage
 from gemflow.steps.base import IMAGE_FORMATS, Field, InputImage, RunContext, StepKind, StepOutput
 
 if TYPE_CHECKING:
@@ -87,6 +78,8 @@ class Composite(StepKind):
         background = params.get("background")
         if isinstance(background, str):
             try:
+                from gemflow.imaging import parse_color
+
                 parse_color(background)
             except ValueError as exc:
                 problems.append(("background", str(exc)))
@@ -100,6 +93,8 @@ class Composite(StepKind):
 
     def run(self, step: Step, inputs: Sequence[InputImage], ctx: RunContext) -> StepOutput:
         params = step.params
+        from gemflow.imaging import encode, open_image
+
         images = [open_image(item.data, source=item.ref) for item in inputs]
         if params.get("images") is not None:
             result = _run_grid(params, images)
@@ -110,6 +105,8 @@ class Composite(StepKind):
 
 
 def _run_grid(params: Mapping[str, Any], images: list[Image.Image]) -> Image.Image:
+    from gemflow.imaging import grid
+
     return grid(
         images,
         columns=_get(params, "columns", len(images)),
@@ -120,6 +117,8 @@ def _run_grid(params: Mapping[str, Any], images: list[Image.Image]) -> Image.Ima
 
 
 def _run_layers(params: Mapping[str, Any], images: list[Image.Image]) -> Image.Image:
+    from gemflow.imaging import Layer, place_layers
+
     base, *pictures = images
     layers = [
         Layer(

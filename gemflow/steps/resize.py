@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from gemflow.imaging import FITS, encode, open_image, resize
+from gemflow.geometry import FITS
 from gemflow.steps.base import IMAGE_FORMATS, Field, InputImage, RunContext, StepKind, StepOutput
 
 if TYPE_CHECKING:
@@ -41,6 +41,8 @@ class Resize(StepKind):
     def run(self, step: Step, inputs: Sequence[InputImage], ctx: RunContext) -> StepOutput:
         params = step.params
         (source,) = inputs
+        from gemflow.imaging import encode, open_image, resize
+
         image = open_image(source.data, source=source.ref)
         result = resize(
             image,
