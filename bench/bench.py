@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -130,12 +130,12 @@ def _blocks(rng: random.Random) -> Iterator[tuple[str, dict[str, Any]]]:
         yield f"b{block}_thumb", thumb
 
 
-def independent_steps(count: int) -> dict[str, dict[str, Any]]:
-    """``count`` ``generate`` steps with no dependencies: all can run at once."""
-    return {
-        f"g{i}": {"kind": "generate", "prompt": f"Concurrency probe {i}: a numbered tile"}
-        for i in range(count)
-    }
+def independent_steps(
+    count: int, prompt: str = "Concurrency probe {i}: a numbered tile"
+) -> dict[str, dict[str, Any]]:
+    """``count`` ``generate`` steps with no dependencies: all can run at once. Step ``g{i}``'s
+    prompt is ``prompt`` formatted with its number ``i``, so every prompt is distinct."""
+    return {f"g{i}": {"kind": "generate", "prompt": prompt.format(i=i)} for i in range(count)}
 
 
 def render_workflow(steps: dict[str, dict[str, Any]]) -> str:
@@ -261,8 +261,8 @@ def _show(cmd: Sequence[str | Path]) -> str:
     return " ".join(Path(c).name if i == 0 else str(c) for i, c in enumerate(cmd))
 
 
-def gemflow_env(cache_dir: Path) -> dict[str, str]:
-    env = {**os.environ, "GEMINI_API_KEY": "bench-key", "GEMFLOW_CACHE_DIR": str(cache_dir)}
+def gemflow_env(cache_dir: Path, api_key: str = "bench-key") -> dict[str, str]:
+    env = {**os.environ, "GEMINI_API_KEY": api_key, "GEMFLOW_CACHE_DIR": str(cache_dir)}
     env.pop("GOOGLE_GEMINI_BASE_URL", None)  # every run names its endpoint with --base-url
     return env
 
@@ -293,16 +293,24 @@ def find_gemflow() -> Path:
 class EmulatorProcess:
     """``gemflow emulator --port 0`` in a subprocess, logging requests to a JSON-lines file.
 
-    A context manager: the process is stopped (terminate, then kill) however the block ends.
+    ``extra_args`` go on its command line too (``["--faults", "429=0.1"]``, say). A context
+    manager: the process is stopped (terminate, then kill) however the block ends.
     """
 
-    def __init__(self, gemflow: Path, folder: Path, *, latency: float = 0.0) -> None:
+    def __init__(
+        self,
+        gemflow: Path,
+        folder: Path,
+        *,
+        latency: float = 0.0,
+        extra_args: Sequence[str] = (),
+    ) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.log_path = folder / "requests.jsonl"
         self._err_path = folder / "emulator.err"
         self._cmd = [
             str(gemflow), "emulator", "--port", "0", "--scale", str(SCALE),
-            "--latency", str(latency), "--log", str(self.log_path),
+            "--latency", str(latency), "--log", str(self.log_path), *extra_args,
         ]  # fmt: skip
         self._proc: subprocess.Popen[bytes] | None = None
         self.url = ""
@@ -485,8 +493,13 @@ def format_table(figures: Sequence[Figure]) -> str:
         )
         for f in figures
     ]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    right = {1, 2, 3, 4}
+    return align_table(rows, right={1, 2, 3, 4})
+
+
+def align_table(rows: Sequence[Sequence[str]], right: Collection[int] = ()) -> str:
+    """``rows`` in aligned columns, the first row a header with a rule under it; the columns
+    numbered in ``right`` are right-aligned."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = [
         "  ".join(
             cell.rjust(width) if i in right else cell.ljust(width)

@@ -35,7 +35,7 @@ from gemflow.keys import digest, key_material, step_key
 from gemflow.lockfile import LockEntry, LockFile
 from gemflow.providers.resilient import attempts_of
 from gemflow.state import Decision, decide, recorded_params
-from gemflow.steps.base import InputImage, RunContext, StepOutput
+from gemflow.steps.base import Estimate, InputImage, RunContext, StepOutput
 from gemflow.store import Store
 from gemflow.workflow import Step, Workflow
 
@@ -276,21 +276,11 @@ class Runner:
         return digests
 
     def _planned(self, step: Step, reason: str, key: str | None, decision: Decision | None = None):
+        """A dry run's verdict on ``step``: the status it would get, and the cost if it runs."""
         status = decision.status if decision else Status.RUN
-        estimate = step.kind.estimate(step) if status is Status.RUN else None
+        estimate = step.kind.estimate(step) if status is Status.RUN else Estimate()
         self._done[step.id] = _Done(key, decision.digest if decision else None)
-        report = StepReport(
-            id=step.id,
-            kind=step.kind.name,
-            status=status,
-            reason=reason,
-            output=step.output_rel,
-            api_calls=estimate.api_calls if estimate else 0,
-            usd=estimate.usd if estimate else 0.0,
-            key=key,
-        )
-        self.summary.steps.append(report)
-        self.emit(StepFinished(report))
+        self._report(step, status, reason, api_calls=estimate.api_calls, usd=estimate.usd, key=key)
 
     def _adopt(self, step: Step, key: str) -> None:
         entry = self.lock.entries[step.id]

@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import sqlite3
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,9 @@ class Store:
 
         self.directory = directory
         self.corrupt: list[str] = []  # keys found corrupt this run (reported by the runner)
+        # One writer at a time within the process: threads queue here, at once, instead of in
+        # SQLite's busy handler, which sleeps up to 100 ms between tries.
+        self._writing = threading.Lock()
         try:
             # eviction_policy "none": an old result must come back when a change is reverted.
             self._cache = diskcache.Cache(str(directory), eviction_policy="none", size_limit=2**62)
@@ -100,7 +104,7 @@ class Store:
         meta = {**meta, "digest": digest(data), "size": len(data)}
         if attachments:
             meta["attachments"] = {name: digest(blob) for name, blob in attachments.items()}
-        with self._cache.transact():
+        with self._writing, self._cache.transact():
             self._cache.set(f"blob:{key}", data)
             for name, blob in attachments.items():
                 self._cache.set(f"blob:{key}:{name}", blob)
@@ -109,7 +113,7 @@ class Store:
 
     def delete(self, key: str) -> None:
         meta = self.meta(key) or {}
-        with self._cache.transact():
+        with self._writing, self._cache.transact():
             self._cache.delete(f"meta:{key}")
             self._cache.delete(f"blob:{key}")
             for name in meta.get("attachments") or {}:

@@ -1,11 +1,13 @@
-"""Human output on stderr: a line per step that did something, live progress, a summary."""
+"""Human output on stderr: a line per step that did something, live progress, a summary.
+
+On a terminal it is styled by rich, with a live spinner; into a pipe or a file it is plain text,
+and rich is not even imported (it is a noticeable share of a no-op run's time).
+"""
 
 from __future__ import annotations
 
+import sys
 from typing import Any
-
-from rich.console import Console
-from rich.markup import escape
 
 from gemflow.events import (
     Event,
@@ -28,9 +30,49 @@ _STYLE = {
 }
 
 
-class TerminalReporter:
-    def __init__(self, console: Console | None = None, *, verbose: bool = False) -> None:
+class _Plain:
+    """Unstyled lines on stderr."""
+
+    is_terminal = False
+
+    def style(self, text: str, style: str) -> str:
+        return text
+
+    def escape(self, text: str) -> str:
+        return text
+
+    def print(self, text: str) -> None:
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+
+
+class _Rich:
+    """Styled lines and a spinner, through a rich Console."""
+
+    def __init__(self, console: Any = None) -> None:
+        from rich.console import Console
+        from rich.markup import escape
+
         self.console = console or Console(stderr=True, highlight=False, soft_wrap=True)
+        self.is_terminal = self.console.is_terminal
+        self.escape = escape
+
+    def style(self, text: str, style: str) -> str:
+        return f"[{style}]{text}[/]"
+
+    def print(self, text: str) -> None:
+        self.console.print(text)
+
+    def status(self, message: str) -> Any:
+        return self.console.status(message)
+
+
+class TerminalReporter:
+    def __init__(self, console: Any = None, *, verbose: bool = False) -> None:
+        """``console``: a rich Console to write to; by default rich on a terminal, else plain."""
+        self.out: _Plain | _Rich = (
+            _Rich(console) if console is not None or sys.stderr.isatty() else _Plain()
+        )
         self.verbose = verbose
         self.dry_run = False
         self.emulated = False  # the emulator bills nothing: costs are what Google would charge
@@ -48,7 +90,8 @@ class TerminalReporter:
         elif isinstance(event, StepFinished):
             self.step_finished(event.report)
         elif isinstance(event, Notice):
-            self.console.print(f"[yellow]{event.level}:[/] {escape(event.message)}")
+            out = self.out
+            out.print(f"{out.style(event.level + ':', 'yellow')} {out.escape(event.message)}")
         elif isinstance(event, RunFinished):
             self.stop_spinner()
             self.summarise(event.summary)
@@ -60,21 +103,21 @@ class TerminalReporter:
         if self.emulated:
             mode += " · on the emulator"
         steps = f"{self.total} step{'s' * (self.total != 1)}"
-        self.console.print(
-            f"[bold]{escape(event.workflow)}[/]: {steps} ({event.api_steps} API){mode}"
-        )
+        name = self.out.style(self.out.escape(event.workflow), "bold")
+        self.out.print(f"{name}: {steps} ({event.api_steps} API){mode}")
 
     def step_finished(self, report: StepReport) -> None:
         self.finished += 1
         self.running.pop(report.id, None)
         # A step's own result (a probe's verdict) is what the user asked for: shown even if cached.
         if report.status is not Status.CACHED or self.verbose or report.result:
-            self.console.print(self.line(report))
+            self.out.print(self.line(report))
         self.update_spinner()
 
     def line(self, report: StepReport) -> str:
+        out = self.out
         status = "would run" if self.dry_run and report.status is Status.RUN else str(report.status)
-        details = [escape(report.reason)]
+        details = [out.escape(report.reason)]
         if report.api_calls:
             calls = "call" if report.api_calls == 1 else "calls"
             details.append(f"{report.api_calls} API {calls}")
@@ -83,24 +126,26 @@ class TerminalReporter:
         if report.seconds >= 0.05:
             details.append(f"{report.seconds:.1f}s")
         if report.result:
-            details.append(f"[bold]{escape(_result_text(report.result))}[/]")
-        text = f"  [{_STYLE[report.status]}]{status:<9}[/] {escape(report.id):<20} {' · '.join(details)}"
+            details.append(out.style(out.escape(_result_text(report.result)), "bold"))
+        label = out.style(f"{status:<9}", _STYLE[report.status])
+        text = f"  {label} {out.escape(report.id):<20} {' · '.join(details)}"
         if report.error:
-            text += f"\n  {'':<9} {'':<20} [red]{escape(report.error)}[/]"
+            text += f"\n  {'':<9} {'':<20} {out.style(out.escape(report.error), 'red')}"
         return text
 
     def update_spinner(self) -> None:
-        if not self.console.is_terminal:
+        if not isinstance(self.out, _Rich) or not self.out.is_terminal:
             return
         if not self.running:
             self.stop_spinner()
             return
         names = ", ".join(list(self.running)[:4]) + (" …" if len(self.running) > 4 else "")
         message = (
-            f"{self.finished}/{self.total} done · running {len(self.running)}: {escape(names)}"
+            f"{self.finished}/{self.total} done · running {len(self.running)}: "
+            f"{self.out.escape(names)}"
         )
         if self.spinner is None:
-            self.spinner = self.console.status(message)
+            self.spinner = self.out.status(message)
             self.spinner.start()
         else:
             self.spinner.update(message)
@@ -130,13 +175,13 @@ class TerminalReporter:
             elif summary.usd:
                 parts.append(f"~${summary.usd:.3f}")
         if summary.interrupted:
-            parts.append("[red]interrupted[/]")
-        self.console.print(" · ".join(parts))
+            parts.append(self.out.style("interrupted", "red"))
+        self.out.print(" · ".join(parts))
         failures = [s for s in summary.steps if s.status is Status.FAILED]
         for report in failures:
-            self.console.print(
-                f"[bold red]failed:[/] {escape(report.id)}: {escape(report.error or '')}"
-            )
+            out = self.out
+            head = out.style("failed:", "bold red")
+            out.print(f"{head} {out.escape(report.id)}: {out.escape(report.error or '')}")
 
 
 def _result_text(result: dict) -> str:
