@@ -11,7 +11,7 @@ requests with 429 RESOURCE_EXHAUSTED or 503 UNAVAILABLE (half each, with RetryIn
 ``--json`` summary and the cache, it checks that every step ran on exactly one successful response,
 that every request sent was counted, that the outputs are the images a fault-free run makes, that
 the cache holds every result and that a rerun sends nothing. It prints the checks and the figures
-(faults injected, retries, requests wasted, wall time against a fault-free run and the ideal), and
+(faults injected, retries, calls wasted, wall time against a fault-free run and the ideal), and
 writes them as JSON. It exits 1 if any check fails or something broke, 0 otherwise.
 """
 
@@ -54,7 +54,8 @@ API_KEY = "drill-key"
 PROMPT = "Drill {i}: a numbered tile"
 FAULT_KINDS = ("429", "503")  # the injected faults: both retryable, both carry RetryInfo
 RUN_TIMEOUT = 900.0  # seconds: a gemflow run that takes longer is stopped and the drill fails
-RETRY_NOTICE = re.compile(r"; retry \d+/\d+ in ")  # how gemflow tells of each retry on stderr
+# How gemflow tells of each retry on stderr ("g8: 503 UNAVAILABLE; retry 1/10 in 1.2 s").
+RETRY_NOTICE = re.compile(r"; retry \d+/\d+ in (\d+(?:\.\d+)?) s")
 SHOW = 3  # offending steps named in a failed check's detail
 
 Steps = dict[str, dict[str, Any]]
@@ -104,6 +105,11 @@ class Run:
     @property
     def totals(self) -> dict[str, Any]:
         return self.summary["totals"]
+
+    @property
+    def retry_waits(self) -> list[float]:
+        """The wait before each retry, in seconds, as gemflow told it on stderr."""
+        return [float(wait) for wait in RETRY_NOTICE.findall(self.stderr)]
 
 
 def run_gemflow(
@@ -194,7 +200,7 @@ def file_digest(path: Path) -> str | None:
         return None
 
 
-@dataclass
+@dataclass(frozen=True)
 class Outcome:
     """Everything the checks and figures are made from."""
 
@@ -342,7 +348,7 @@ def check_calls_counted(
 
 def check_retries_told(run: Run) -> Check:
     """gemflow told of every retry on stderr ("503 UNAVAILABLE; retry 1/10 in 0.7 s")."""
-    told = len(RETRY_NOTICE.findall(run.stderr))
+    told = len(run.retry_waits)
     retries = run.totals["api_calls"] - len(run.summary["steps"])
     return Check("every retry told on stderr", told == retries, f"{told} told, {retries} made")
 
@@ -402,6 +408,7 @@ def figures(outcome: Outcome, args: argparse.Namespace) -> list[Figure]:
     faults = collections.Counter(r["fault"] for r in log if r["fault"])
     wasted = sum(r["status"] != 200 for r in log)
     calls = [step["api_calls"] for step in outcome.first.summary["steps"]]
+    waits = outcome.first.retry_waits
     ideal = steps * args.latency / args.jobs
     first, baseline = outcome.first.seconds, outcome.baseline.seconds
     return [
@@ -409,8 +416,20 @@ def figures(outcome: Outcome, args: argparse.Namespace) -> list[Figure]:
         Figure("requests", "requests sent", len(log), note="generate requests in the log"),
         Figure("faults", "faults injected", sum(faults.values()), note=fault_note(faults, log)),
         Figure("retries", "retries made", sum(calls) - steps, note="Σ api_calls − steps"),
-        Figure("wasted", "requests wasted", wasted, note="answered with an error, not 200"),
-        Figure("most_attempts", "most requests for a step", max(calls, default=0)),
+        Figure("wasted", "calls wasted", wasted, note="requests answered with an error, not 200"),
+        Figure(
+            "most_attempts",
+            "most requests for a step",
+            max(calls, default=0),
+            note=f"--retries {args.retries} allows {args.retries + 1}",
+        ),
+        Figure(
+            "mean_retry_wait",
+            "mean wait before a retry",
+            sum(waits) / len(waits) if waits else 0.0,
+            "s",
+            note=f"Σ {sum(waits):.1f} s, a --jobs slot each; RetryInfo asked {args.retry_delay:g} s",
+        ),
         Figure("faulty_seconds", "wall time, faulty run", first, "s", note=ratio(first, ideal)),
         Figure("clean_seconds", "wall time, no faults", baseline, "s", note=ratio(baseline, ideal)),
         Figure(
@@ -446,7 +465,7 @@ def format_report(check_list: Sequence[Check], figure_list: Sequence[Figure]) ->
 
 def show_value(figure: Figure) -> str:
     if figure.unit == "s":
-        return f"{figure.value:.1f} s"
+        return f"{figure.value:.2f} s" if figure.value < 10 else f"{figure.value:.1f} s"
     return f"{figure.value:,.0f}"
 
 

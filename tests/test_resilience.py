@@ -94,7 +94,7 @@ def test_a_429_is_retried_after_the_delay_the_server_asked_for(
     assert sent.response.image is not None
     assert sent.attempts == 2
     assert [call["status"] for call in emu.api_calls()] == [429, 200]
-    assert fake.sleeps == [7.0]  # RetryInfo's 7 s, not the 1 s backoff the draw would give
+    assert fake.sleeps == [8.75]  # RetryInfo's 7 s, stretched by the draw (0.5 x 50%), no backoff
 
 
 def test_a_503_is_retried_after_the_delay_the_server_asked_for_and_said(
@@ -106,8 +106,8 @@ def test_a_503_is_retried_after_the_delay_the_server_asked_for_and_said(
     sent = patient(gemini, fake).send(REQUEST, notify=told.append)
     assert sent.attempts == 2
     assert len(emu.api_calls()) == 2
-    assert fake.sleeps == [3.0]
-    assert told == ["503 UNAVAILABLE; retry 1/5 in 3.0 s"]
+    assert fake.sleeps == [3.75]
+    assert told == ["503 UNAVAILABLE; retry 1/5 in 3.8 s"]
 
 
 def test_a_500_is_retried_after_a_jittered_backoff(
@@ -240,11 +240,17 @@ def test_backoff_is_full_jitter_doubling_from_2_s_up_to_60_s() -> None:
     assert policy.backoff(3, 0.25) == 2.0
 
 
-def test_the_server_delay_is_a_floor_under_the_backoff() -> None:
+def test_the_server_delay_replaces_the_backoff_with_a_little_jitter() -> None:
     policy = RetryPolicy()
     asked_5 = ApiError("quota", code=429, status="RESOURCE_EXHAUSTED", retry_delay=5.0)
-    assert policy.delay(asked_5, attempt=1, draw=0.9) == 5.0
-    assert policy.delay(asked_5, attempt=4, draw=0.9) == pytest.approx(14.4)
+    assert policy.delay(asked_5, attempt=1, draw=0.0) == 5.0  # never less than asked
+    assert policy.delay(asked_5, attempt=1, draw=0.9) == pytest.approx(7.25)
+    assert policy.delay(asked_5, attempt=4, draw=0.9) == pytest.approx(7.25)  # no growth
+
+
+def test_a_stretched_server_delay_stays_under_the_cap() -> None:
+    asked_50 = ApiError("quota", code=429, status="RESOURCE_EXHAUSTED", retry_delay=50.0)
+    assert RetryPolicy().delay(asked_50, attempt=1, draw=0.9) == 60.0
 
 
 def sdk_error(headers: dict[str, str], details: list[dict] | None = None) -> genai_errors.APIError:
@@ -321,7 +327,7 @@ def test_retries_wait_their_turn_in_the_rate_limit(
 ) -> None:
     emu.faults.push("503")
     patient(gemini, fake, rpm=6).send(REQUEST)
-    assert fake.sleeps == [1.0, 9.0]  # the backoff, then the rest of the 10 s slot
+    assert fake.sleeps == [0.0125, 9.9875]  # the 0.01 s asked (stretched), then the rest of 10 s
 
 
 # -- through the runner ---------------------------------------------------------------------------
@@ -381,7 +387,7 @@ def test_a_step_that_was_retried_reports_every_request_it_sent(workflow: Runs) -
     [report] = summary.steps
     assert (report.status, report.api_calls, summary.api_calls) == ("run", 2, 2)
     assert workflow.meta(report.key)["attempts"] == 2
-    assert workflow.notices == ["apple: 503 UNAVAILABLE; retry 1/3 in 1.0 s"]
+    assert workflow.notices == ["apple: 503 UNAVAILABLE; retry 1/3 in 0.01 s"]
     assert len(workflow.emu.api_calls()) == 2
 
 

@@ -411,3 +411,21 @@ def test_workflow_warnings_are_shown(project: Project) -> None:
     project.write("version: 1\nsteps:\n  a: {kind: generate, prompt: x, model: gemini-9-image}\n")
     result = project.run("--dry-run")
     assert "unknown model 'gemini-9-image'" in result.stderr
+
+
+def test_google_gemini_base_url_points_the_client_at_another_endpoint(project: Project) -> None:
+    from click.testing import CliRunner
+
+    from gemflow.cli import cli
+
+    project.write(
+        "version: 1\nsteps:\n  a: {kind: generate, prompt: x, model: gemini-3-pro-image}\n"
+    )
+    env = {
+        "GEMINI_API_KEY": FAKE_KEY,
+        "GOOGLE_GEMINI_BASE_URL": project.emulator.url,
+        "GEMFLOW_CACHE_DIR": str(project.root / "cache"),
+    }
+    result = CliRunner().invoke(cli, ["run", str(project.workflow)], env=env)
+    assert result.exit_code == 0, result.output
+    assert project.prompts() == ["x"]

@@ -4,9 +4,11 @@ google-genai retries nothing by default, and its optional retries ignore the ser
 and ``Retry-After``. :class:`ResilientProvider` wraps any :class:`~gemflow.providers.base.Provider`:
 
 - **Retries.** A retryable :class:`~gemflow.errors.ApiError` (429, 408, 500, 502, 503, 504, a
-  timeout, a failed connection: ``ApiError.retryable``) is retried up to ``retries`` times. Retry
-  *n* waits a full-jitter exponential backoff, uniform in ``[0, min(MAX_WAIT, BASE_DELAY * 2**(n-1))]``,
-  but never less than the server asked (``ApiError.retry_delay``: RetryInfo, else Retry-After).
+  timeout, a failed connection: ``ApiError.retryable``) is retried up to ``retries`` times. When
+  the server says how long to wait (``ApiError.retry_delay``: RetryInfo, else Retry-After), the
+  wait is that, stretched at random by up to ``SERVER_JITTER`` so a burst of failures does not come
+  back in lockstep; otherwise retry *n* waits a full-jitter exponential backoff, uniform in
+  ``[0, min(MAX_WAIT, BASE_DELAY * 2**(n-1))]``.
   No single wait is longer than ``MAX_WAIT``, so a bogus header cannot hang a run: a server asking
   for longer is not retried early but not at all, and the error says what it asked. Anything else
   (400, 401, 403, 404) fails at once with the API's message. An answer without an image is an
@@ -43,6 +45,7 @@ __all__ = [
     "DEFAULT_RETRIES",
     "MAX_WAIT",
     "NOTIFY_AFTER",
+    "SERVER_JITTER",
     "SHARED_LIMITER",
     "GaveUpError",
     "RateLimiter",
@@ -56,6 +59,7 @@ __all__ = [
 
 DEFAULT_RETRIES = 5  # retries after the first attempt: at most 6 requests for one call
 BASE_DELAY = 2.0  # seconds: the backoff ceiling of the first retry, doubled for each next one
+SERVER_JITTER = 0.5  # a wait the server asked for is stretched by up to this share, at random
 MAX_WAIT = 60.0  # seconds: no single wait is longer, whatever the server or the backoff says
 NOTIFY_AFTER = 1.0  # seconds: a rate-limit wait longer than this is shown to the user
 
@@ -98,7 +102,7 @@ class GaveUpError(ApiError):
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How many times to retry and how long to wait; the server's own delay is a floor."""
+    """How many times to retry and how long to wait: what the server asked, else a backoff."""
 
     retries: int = DEFAULT_RETRIES
     base_delay: float = BASE_DELAY
@@ -127,7 +131,9 @@ class RetryPolicy:
             if attempt > 1:
                 why += f"; {attempt} attempts"
             raise GaveUpError(error, attempt, why)
-        return max(self.backoff(attempt, draw), asked)
+        if asked:  # the server knows its load best: wait what it asked, plus a little jitter
+            return min(self.max_wait, asked * (1 + SERVER_JITTER * draw))
+        return self.backoff(attempt, draw)
 
 
 # -- the rate limiter -----------------------------------------------------------------------------
@@ -245,7 +251,7 @@ class ResilientProvider:
                 return Sent(self.inner.generate(request), attempt)
             except ApiError as error:
                 wait = policy.delay(error, attempt, self._random())
-                notify(f"{_label(error)}; retry {attempt}/{policy.retries} in {wait:.1f} s")
+                notify(f"{_label(error)}; retry {attempt}/{policy.retries} in {_seconds(wait)}")
                 self._sleep(wait)
 
     def _policy(self, retries: int | None) -> RetryPolicy:
@@ -258,6 +264,10 @@ def resilient(provider: Provider) -> ResilientProvider:
     if isinstance(provider, ResilientProvider):
         return provider
     return ResilientProvider(provider)
+
+
+def _seconds(wait: float) -> str:
+    return f"{wait:.1f} s" if wait >= 1 else f"{wait:.2f} s"
 
 
 def _label(error: ApiError) -> str:
