@@ -62,7 +62,7 @@ class _Gemflow(click.Group):
 
 
 @click.group(cls=_Gemflow, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EPILOG)
-@click.version_option(package_name="gemflow")
+@click.version_option(package_name="gemflow", prog_name="gemflow")
 def cli() -> None:
     """gemflow: image pipelines for Gemini image models, rebuilt like make, by content."""
 

@@ -52,6 +52,7 @@ class StepReport:
 class RunSummary:
     workflow: str
     dry_run: bool
+    service: str | None = None  # None: Google's API; "emulator" (nothing billed); or a base URL
     steps: list[StepReport] = field(default_factory=list)
     interrupted: bool = False
 
@@ -86,6 +87,7 @@ class RunSummary:
         return {
             "workflow": self.workflow,
             "dry_run": self.dry_run,
+            "service": self.service or "google",
             "ok": self.ok,
             "interrupted": self.interrupted,
             "steps": [s.to_json() for s in self.steps],

@@ -90,7 +90,9 @@ class Runner:
         self.graph = build_graph(workflow)
         self.lock = LockFile.load(workflow.lock_path)
         self.memo = DigestMemo(store.load_memo())
-        self.summary = RunSummary(workflow=str(workflow.path), dry_run=options.dry_run)
+        self.summary = RunSummary(
+            workflow=str(workflow.path), dry_run=options.dry_run, service=options.service
+        )
         self._provider_factory = provider_factory
         self._provider: Any = None
         self._provider_lock = threading.Lock()

@@ -156,6 +156,8 @@ class TerminalReporter:
             self.spinner = None
 
     def summarise(self, summary: RunSummary) -> None:
+        if not summary.steps:  # stopped before any step was decided (no API key, say)
+            return
         counts = {k: v for k, v in summary.counts().items() if v}
         if self.dry_run and "run" in counts:
             counts["would run"] = counts.pop("run")
