@@ -101,8 +101,9 @@ class RunContext:
         cached. For steps that make several calls: each is cached on its own, so asking for more
         samples pays only for the new ones. Transient failures are retried (``retries``, ``rpm``:
         the step's settings)."""
+        from gemflow.errors import GemflowError
         from gemflow.models import spent
-        from gemflow.providers.resilient import attempts_of, resilient
+        from gemflow.providers.resilient import attempts_of, resilient, with_attempts
 
         if self._calls is not None:
             cached = self._calls.get(request, sample)
@@ -112,9 +113,9 @@ class RunContext:
             sent = resilient(self.provider()).send(
                 request, retries=retries, rpm=rpm, notify=self.notify
             )
-        except Exception as error:
+        except GemflowError as error:  # the step fails: report every request it sent, not one
             self.api_calls += attempts_of(error)
-            raise
+            raise with_attempts(error, self.api_calls) from None
         response = sent.response
         self.api_calls += sent.attempts
         self.usd += spent(request, response.usage)
