@@ -97,6 +97,13 @@ def cli() -> None:
     help="Use the built-in Gemini emulator: no key, no network, deterministic images.",
 )
 @click.option(
+    "--emulator-rewrite",
+    metavar="MODES",
+    callback=lambda ctx, param, value: _rewrite_modes(value),
+    help="Make the built-in emulator rewrite prompts like a service with a prompt rewriter "
+    "(system,prefix,paraphrase; implies --emulator): try a probe step against it.",
+)
+@click.option(
     "--base-url",
     metavar="URL",
     help="API endpoint (default: GOOGLE_GEMINI_BASE_URL, else Google's).",
@@ -140,6 +147,7 @@ def run(
     jobs: int,
     as_json: bool,
     emulator: bool,
+    emulator_rewrite: str | None,
     base_url: str | None,
     cache_dir: Path | None,
     allow_outside: bool,
@@ -168,7 +176,10 @@ def run(
     if as_json:
         reporters.append(JsonReporter())
     with (
-        _endpoint(emulator, base_url, retries, rpm) as (provider_factory, service),
+        _endpoint(emulator, emulator_rewrite, base_url, retries, rpm) as (
+            provider_factory,
+            service,
+        ),
         Store(cache_dir or default_cache_dir(wf.path)) as store,
     ):
         options = RunOptions(
@@ -187,15 +198,31 @@ def run(
     sys.exit(EXIT_OK if summary.ok else EXIT_STEP_FAILED)
 
 
+def _rewrite_modes(value: str | None) -> str | None:
+    if value is None:
+        return None
+    from gemflow.emulator.rewrite import Rewriter
+
+    try:
+        Rewriter.parse(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--emulator-rewrite") from None
+    return ",".join(sorted(m.strip() for m in value.split(",") if m.strip()))
+
+
 @contextlib.contextmanager
 def _endpoint(
-    use_emulator: bool, base_url: str | None, retries: int | None, rpm: float | None
+    use_emulator: bool,
+    rewrite: str | None,
+    base_url: str | None,
+    retries: int | None,
+    rpm: float | None,
 ) -> Iterator[tuple[Any, str | None]]:
     """(provider factory, service identity for the key) for this run's endpoint.
 
     The emulator is started only when a step first needs it: a cached run starts nothing.
     """
-    if not use_emulator:
+    if not use_emulator and not rewrite:
         url = base_url or os.environ.get("GOOGLE_GEMINI_BASE_URL") or None
         yield _factory(lambda: None, lambda: url, retries, rpm), url
         return
@@ -204,11 +231,13 @@ def _endpoint(
     def emulator_url() -> str:
         from gemflow.emulator import Emulator
 
-        started.append(Emulator().start())
+        started.append(Emulator(rewrite=rewrite).start())
         return started[0].url
 
     try:
-        yield _factory(lambda: EMULATOR_KEY, emulator_url, retries, rpm), "emulator"
+        # A rewriting emulator is another service: its answers must not answer for the plain one.
+        service = f"emulator+rewrite:{rewrite}" if rewrite else "emulator"
+        yield _factory(lambda: EMULATOR_KEY, emulator_url, retries, rpm), service
     finally:
         for emulator in started:
             emulator.stop()

@@ -74,3 +74,26 @@ def test_an_unusable_cache_dir_exits_3(tmp_path: Path) -> None:
     )
     assert result.exit_code == 3
     assert "cannot open the cache" in result.stderr
+
+
+def test_emulator_rewrite_makes_a_probe_say_rewritten_and_is_its_own_service(
+    tmp_path: Path,
+) -> None:
+    import json
+    import shutil
+
+    shutil.copy(Path(__file__).parent.parent / "workflows" / "probe.yaml", tmp_path / "probe.yaml")
+    env = {"GEMFLOW_CACHE_DIR": str(tmp_path / "cache")}
+    args = ["run", str(tmp_path / "probe.yaml"), "--json"]
+    rewritten = CliRunner().invoke(cli, [*args, "--emulator-rewrite", "system"], env=env)
+    assert rewritten.exit_code == 0, rewritten.output
+    assert json.loads(rewritten.stdout)["steps"][0]["result"]["verdict"] == "rewritten"
+    plain = CliRunner().invoke(cli, [*args, "--emulator"], env=env)
+    step = json.loads(plain.stdout)["steps"][0]
+    assert (step["status"], step["result"]["verdict"]) == ("run", "verbatim")
+
+
+def test_an_unknown_rewrite_mode_is_a_usage_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["run", "wf.yaml", "--emulator-rewrite", "bogus"])
+    assert result.exit_code == 2
+    assert "unknown rewrite mode 'bogus'" in result.output

@@ -98,7 +98,7 @@ class TerminalReporter:
 
     def started(self, event: RunStarted) -> None:
         self.dry_run, self.total = event.dry_run, len(event.steps)
-        self.emulated = event.service == "emulator"
+        self.emulated = (event.service or "").startswith("emulator")
         mode = " · dry run: nothing is sent" if event.dry_run else ""
         if self.emulated:
             mode += " · on the emulator"
