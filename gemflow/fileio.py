@@ -60,7 +60,7 @@ class DigestMemo:
         """The file's content digest, or None when it does not exist."""
         try:
             stat = path.stat()
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # missing, or a parent is not a folder
             return None
         if not S_ISREG(stat.st_mode):  # a folder or a FIFO put in a file's place: never block
             raise OSError(errno.EINVAL, "not a regular file", str(path))

@@ -222,30 +222,35 @@ class Runner:
         )
         if self.options.dry_run:
             return self._planned(step, decision.reason, key, decision)
-        if decision.status is Status.CACHED:
-            if decision.adopt:
-                self._adopt(step, key)
-            return self._finish_step(
-                step,
-                key,
-                material,
-                inputs,
-                Status.CACHED,
-                decision.reason,
-                decision.digest,
-                meta=decision.meta,
-            )
-        if decision.status is Status.RESTORE and self._restore(step, key):
-            return self._finish_step(
-                step,
-                key,
-                material,
-                inputs,
-                Status.RESTORE,
-                decision.reason,
-                decision.digest,
-                meta=decision.meta,
-            )
+        try:
+            if decision.status is Status.CACHED:
+                if decision.adopt:
+                    self._adopt(step, key)
+                return self._finish_step(
+                    step,
+                    key,
+                    material,
+                    inputs,
+                    Status.CACHED,
+                    decision.reason,
+                    decision.digest,
+                    meta=decision.meta,
+                )
+            if decision.status is Status.RESTORE and self._restore(step, key):
+                return self._finish_step(
+                    step,
+                    key,
+                    material,
+                    inputs,
+                    Status.RESTORE,
+                    decision.reason,
+                    decision.digest,
+                    meta=decision.meta,
+                )
+        except OSError as exc:  # the output's folder is a file, the disk is full, ...
+            self._failed.add(step.id)
+            error = f"cannot write {step.output_rel} ({_os_error(exc)})"
+            return self._report(step, Status.FAILED, decision.reason, error=error)
         reason = decision.reason if decision.status is Status.RUN else "stored result was corrupt"
         if self._stopped_by is not None:
             self._failed.add(step.id)
@@ -362,9 +367,7 @@ class Runner:
             if self.options.fail_fast and self._stopped_by is None:
                 self._stopped_by = step.id
             calls = attempts_of(exc) if step.uses_api and isinstance(exc, StepError) else 0
-            message = (
-                str(exc) if isinstance(exc, GemflowError) else f"{exc.strerror}: {exc.filename}"
-            )
+            message = str(exc) if isinstance(exc, GemflowError) else _os_error(exc)
             self._report(
                 step, Status.FAILED, job.reason, error=message, seconds=seconds, api_calls=calls
             )
@@ -476,6 +479,12 @@ class Runner:
         if self.memo.changed:
             self.store.save_memo(self.memo.entries)
         self.emit(RunFinished(self.summary))
+
+
+def _os_error(exc: OSError) -> str:
+    """One line for a file-system error: what went wrong, and with which file."""
+    where = f": {exc.filename}" if exc.filename else ""
+    return f"{exc.strerror or exc}{where}"
 
 
 def run_workflow(

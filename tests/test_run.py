@@ -429,3 +429,14 @@ def test_google_gemini_base_url_points_the_client_at_another_endpoint(project: P
     result = CliRunner().invoke(cli, ["run", str(project.workflow)], env=env)
     assert result.exit_code == 0, result.output
     assert project.prompts() == ["x"]
+
+
+def test_an_output_folder_that_is_a_file_fails_the_step_with_a_clear_message(
+    project: Project,
+) -> None:
+    built(project)
+    shutil.rmtree(project.root / "out")
+    (project.root / "out").write_text("not a folder")
+    result = project.run(expect=1)
+    assert "cannot write out/base.png (File exists" in result.stderr
+    assert "Traceback" not in result.output
