@@ -133,9 +133,11 @@ def cli() -> None:
     "the workflow's 'rpm' (default: the workflow's, else no limit).",
 )
 @click.option(
-    "--fail-fast",
-    is_flag=True,
-    help="After the first failure, start no new step (running ones finish).",
+    "--keep-going/--fail-fast",
+    default=True,
+    show_default=True,
+    help="After a failure, go on with every step that does not need the failed one, or start "
+    "no new step at all (running ones finish).",
 )
 @click.option("-v", "--verbose", is_flag=True, help="List cached steps too.")
 def run(
@@ -153,7 +155,7 @@ def run(
     allow_outside: bool,
     retries: int | None,
     rpm: float | None,
-    fail_fast: bool,
+    keep_going: bool,
     verbose: bool,
 ) -> None:
     """Build WORKFLOW, or only TARGETS and the steps they need.
@@ -188,7 +190,7 @@ def run(
             force_all=force_all,
             jobs=jobs,
             dry_run=dry_run,
-            fail_fast=fail_fast,
+            fail_fast=not keep_going,
             service=service,
         )
         _sigterm_interrupts()
