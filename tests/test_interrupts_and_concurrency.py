@@ -114,3 +114,36 @@ def test_partial_files_never_appear_in_the_output_folder(project: Project) -> No
     project.write(independent(2))
     project.run()
     assert not [p for p in Path(project.root).rglob("*.tmp")]
+
+
+def test_a_killed_run_leaves_only_whole_files_and_a_sound_cache(
+    project: Project, isolated_env: dict[str, str]
+) -> None:
+    project.emulator.faults.latency = 0.5
+    project.write(independent(6))
+    process = start_gemflow(project, "--jobs", "2", env=isolated_env)
+    wait_for_calls(project, 2)
+    time.sleep(0.2)
+    process.kill()  # SIGKILL: no handler runs, nothing is tidied up
+    process.communicate(timeout=20)
+    time.sleep(0.7)  # the two requests in flight still finish on the emulator: paid, but lost
+
+    from PIL import Image
+
+    for output in (project.root / "out").glob("*.png"):  # every file under its own name is whole
+        with Image.open(output) as image:
+            image.load()
+    from click.testing import CliRunner
+
+    from gemflow.cli import cli
+
+    verify = CliRunner().invoke(
+        cli, ["cache", "verify", "--cache-dir", str(project.root / "cache")]
+    )
+    assert verify.exit_code == 0, verify.output
+    before = len(project.calls())
+    project.emulator.faults.latency = 0
+    doc = project.run_json()
+    # the rerun pays only for steps whose results never reached the cache
+    assert len(project.calls()) - before == sum(s["status"] == "run" for s in doc["steps"])
+    assert sum(s["status"] == "cached" for s in doc["steps"]) >= 2
