@@ -8,6 +8,7 @@ import re
 Length = int | str  # pixels, or a percentage of the base such as "50%"
 
 FITS = ("contain", "cover", "exact")
+DEFAULT_QUALITY = 90  # webp and jpeg
 # Which point of a layer sits at its (x, y), as fractions of the layer's width and height.
 ANCHORS: dict[str, tuple[float, float]] = {
     "top-left": (0.0, 0.0),

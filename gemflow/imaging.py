@@ -25,10 +25,9 @@ from dataclasses import dataclass
 from PIL import Image, ImageColor, ImageOps
 
 from gemflow.errors import InputError
-from gemflow.geometry import ANCHORS, FITS, Length, resolve_length
+from gemflow.geometry import ANCHORS, DEFAULT_QUALITY, FITS, Length, resolve_length
 
 Color = tuple[int, int, int, int]
-DEFAULT_QUALITY = 90
 
 _RESAMPLE = Image.Resampling.LANCZOS
 _BOMB_PIXELS = re.compile(r"\((\d+) pixels\)")

@@ -170,3 +170,41 @@ def test_input_bytes_and_their_order_are_in_the_key(tmp_path: Path) -> None:
 def test_the_service_is_in_the_key_of_api_steps_only(tmp_path: Path) -> None:
     assert key_of(tmp_path, BASE, service="emulator") != key_of(tmp_path, BASE)
     assert key_of(tmp_path, BASE, "b", service="emulator") == key_of(tmp_path, BASE, "b")
+
+
+LOCAL = """\
+version: 1
+defaults:
+  model: gemini-3.1-flash-image
+steps:
+  a: {kind: generate, prompt: x}
+  b: {kind: generate, prompt: y}
+  sheet: {kind: composite, images: [a, b]}
+  small: {kind: resize, image: sheet, width: 64, format: webp}
+"""
+
+
+@pytest.mark.parametrize(
+    ("step", "old", "new"),
+    [
+        ("sheet", "images: [a, b]}", "images: [a, b], gap: 0}"),
+        ("sheet", "images: [a, b]}", "images: [a, b], columns: 2}"),
+        ("sheet", "images: [a, b]}", "images: [a, b], background: white}"),
+        ("small", "format: webp}", "format: webp, fit: contain}"),
+        ("small", "format: webp}", "format: webp, quality: 90}"),
+    ],
+)
+def test_writing_out_a_default_keeps_the_key(tmp_path: Path, step: str, old: str, new: str) -> None:
+    digests = {
+        "sheet": ["sha256:" + "1" * 64, "sha256:" + "2" * 64],
+        "small": ["sha256:" + "3" * 64],
+    }
+    before = key_of(tmp_path, LOCAL, step, digests[step])
+    assert key_of(tmp_path, LOCAL.replace(old, new), step, digests[step]) == before
+
+
+def test_a_value_other_than_the_default_changes_the_key(tmp_path: Path) -> None:
+    digests = ["sha256:" + "1" * 64, "sha256:" + "2" * 64]
+    before = key_of(tmp_path, LOCAL, "sheet", digests)
+    changed = LOCAL.replace("images: [a, b]}", "images: [a, b], columns: 1}")
+    assert key_of(tmp_path, changed, "sheet", digests) != before

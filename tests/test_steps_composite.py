@@ -261,7 +261,7 @@ def test_recipe_keeps_layer_geometry_without_the_image_reference():
 
     recipe = KIND.recipe({"base": "photo.png", "layers": [layer]})
 
-    assert recipe == {"layers": [{"x": 4, "y": "10%", "opacity": 0.5}]}
+    assert recipe == {"layers": [{"x": 4, "y": "10%", "opacity": 0.5}], "quality": 90}
     assert list(recipe["layers"][0]) == ["x", "y", "opacity"]
 
 

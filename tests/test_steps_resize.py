@@ -109,7 +109,7 @@ def test_references_are_the_image():
 def test_recipe_holds_the_geometry_but_not_the_image_reference():
     recipe = KIND.recipe({"image": "photo.png", "width": 10, "fit": "contain"})
 
-    assert recipe == {"width": 10, "fit": "contain"}
+    assert recipe == {"width": 10, "fit": "contain", "quality": 90}
 
 
 def test_recipe_changes_with_the_size():

@@ -41,6 +41,7 @@ class Field:
     minimum: float | None = None
     maximum: float | None = None
     in_key: bool = True  # False: cannot change the picture (e.g. a description), so not in the key
+    default: Any = None  # what an unset key means: writing it out must not change the key
     doc: str = ""
 
 
@@ -179,12 +180,18 @@ class StepKind:
         return params.get("format") or (by_suffix if by_suffix in IMAGE_FORMATS else "png")
 
     def recipe(self, params: Mapping[str, Any]) -> dict[str, Any]:
-        """The parameters that can change the result: everything marked ``in_key`` and set."""
-        return {
-            name: params[name]
-            for name, spec in self.fields.items()
-            if spec.in_key and name not in self.reference_fields and params.get(name) is not None
-        }
+        """The parameters that can change the result: everything marked ``in_key``, with defaults
+        filled in (so ``gap: 0`` and no ``gap`` make one key); unset ones without a default are
+        left out."""
+        recipe = {}
+        for name, spec in self.fields.items():
+            if not spec.in_key or name in self.reference_fields:
+                continue
+            value = params.get(name)
+            value = spec.default if value is None else value
+            if value is not None:
+                recipe[name] = value
+        return recipe
 
     def estimate(self, step: Step) -> Estimate:
         """API calls and USD that running ``step`` once would cost."""

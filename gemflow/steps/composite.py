@@ -18,7 +18,7 @@ import difflib
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from gemflow.geometry import ANCHORS, percentage
+from gemflow.geometry import ANCHORS, DEFAULT_QUALITY, percentage
 from gemflow.steps.base import IMAGE_FORMATS, Field, InputImage, RunContext, StepKind, StepOutput
 
 if TYPE_CHECKING:
@@ -47,7 +47,9 @@ class Composite(StepKind):
         "base": Field("ref", doc="Layers layout: the image the layers go on; sets the size."),
         "layers": Field("list", doc="Layers layout: what to place on the base, in order."),
         "format": Field("str", choices=IMAGE_FORMATS, doc="Output format (default: from suffix)."),
-        "quality": Field("int", minimum=1, maximum=100, doc="webp/jpeg quality (default 90)."),
+        "quality": Field(
+            "int", minimum=1, maximum=100, default=DEFAULT_QUALITY, doc="webp/jpeg quality."
+        ),
         "description": Field("str", in_key=False, doc="A note for people; not in the key."),
     }
     reference_fields: ClassVar[Sequence[str]] = ("images", "base")
@@ -87,6 +89,10 @@ class Composite(StepKind):
 
     def recipe(self, params: Mapping[str, Any]) -> dict[str, Any]:
         recipe = super().recipe(params)
+        if params.get("images") is not None:  # the grid's defaults, filled in as run fills them
+            recipe.setdefault("columns", len(params["images"]))
+            recipe.setdefault("gap", 0)
+            recipe.setdefault("background", DEFAULT_BACKGROUND)
         if "layers" in recipe:
             recipe["layers"] = [_layer_recipe(layer) for layer in _layer_list(params)]
         return recipe

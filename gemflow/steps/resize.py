@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from gemflow.geometry import FITS
+from gemflow.geometry import DEFAULT_QUALITY, FITS
 from gemflow.steps.base import IMAGE_FORMATS, Field, InputImage, RunContext, StepKind, StepOutput
 
 if TYPE_CHECKING:
@@ -22,9 +22,11 @@ class Resize(StepKind):
         "image": Field("ref", required=True, doc="The image to resize: a step id or a file."),
         "width": Field("int", minimum=1, doc="Target width in pixels."),
         "height": Field("int", minimum=1, doc="Target height in pixels."),
-        "fit": Field("str", choices=FITS, doc="contain (default), cover or exact."),
+        "fit": Field("str", choices=FITS, default=DEFAULT_FIT, doc="contain, cover or exact."),
         "format": Field("str", choices=IMAGE_FORMATS, doc="Output format (default: from suffix)."),
-        "quality": Field("int", minimum=1, maximum=100, doc="webp/jpeg quality (default 90)."),
+        "quality": Field(
+            "int", minimum=1, maximum=100, default=DEFAULT_QUALITY, doc="webp/jpeg quality."
+        ),
         "description": Field("str", in_key=False, doc="A note for people; not in the key."),
     }
     reference_fields: ClassVar[Sequence[str]] = ("image",)
