@@ -339,11 +339,10 @@ class _Loader:
         for text in kind.references(params):
             line = _ref_line(body, kind, text)
             if text in doc:
-                candidate = self.root / text
                 if text in self.folder_entries:
                     self.problem(
                         line,
-                        f"'{text}' is both a step id and a file ({display_path(candidate)});"
+                        f"'{text}' is both a step id and a file ({display_path(self.root / text)});"
                         f" rename the step, or write ./{text} for the file",
                         step_id,
                     )

@@ -296,13 +296,12 @@ class Runner:
         self.store.put(key, step.output.read_bytes(), meta, attachments)
 
     def _restore(self, step: Step, key: str) -> bool:
-        data = self.store.blob(key)
-        attachments = self.store.attachments(key) if data is not None else None
-        if data is None or attachments is None:
+        files = self.store.files(key)
+        if files is None:
             message = f"cache entry for step '{step.id}' was corrupt: dropped, running again"
             self.emit(Notice(message))
             return False
-        self._write(step, data, attachments)
+        self._write(step, *files)
         return True
 
     def _write(self, step: Step, data: bytes, attachments: dict[str, bytes]) -> None:
@@ -325,10 +324,10 @@ class Runner:
             return self._make(job)
 
     def _reuse(self, job: _Job) -> StepOutput | None:
-        data = self.store.blob(job.key)
-        attachments = self.store.attachments(job.key) if data is not None else None
-        if data is None or attachments is None:
+        files = self.store.files(job.key)
+        if files is None:
             return None
+        data, attachments = files
         self._write(job.step, data, attachments)
         job.reused = True
         return StepOutput(data, meta=self.store.meta(job.key) or {}, attachments=attachments)

@@ -72,18 +72,22 @@ class Store:
         meta = self.meta(key)
         return None if meta is None else self._verified(key, f"blob:{key}", meta["digest"])
 
-    def attachments(self, key: str) -> dict[str, bytes] | None:
-        """Every attachment of ``key``, verified; None if any is missing or corrupt."""
+    def files(self, key: str) -> tuple[bytes, dict[str, bytes]] | None:
+        """The output bytes and every attachment of ``key``, each verified; None if any is
+        missing or corrupt (a corrupt entry is dropped)."""
         meta = self.meta(key)
         if meta is None:
             return None
-        found = {}
+        data = self._verified(key, f"blob:{key}", meta["digest"])
+        if data is None:
+            return None
+        attachments = {}
         for name, expected in (meta.get("attachments") or {}).items():
-            data = self._verified(key, f"blob:{key}:{name}", expected)
-            if data is None:
+            blob = self._verified(key, f"blob:{key}:{name}", expected)
+            if blob is None:
                 return None
-            found[name] = data
-        return found
+            attachments[name] = blob
+        return data, attachments
 
     def _verified(self, key: str, entry: str, expected: str) -> bytes | None:
         data = self._cache.get(entry)
@@ -149,8 +153,7 @@ class Store:
     def verify(self) -> list[str]:
         """Check every entry's bytes against its digests; drop and return the corrupt keys."""
         for key in self.keys():
-            if self.blob(key) is not None:
-                self.attachments(key)
+            self.files(key)
         found, self.corrupt = sorted(set(self.corrupt)), []
         return found
 
