@@ -350,7 +350,7 @@ class Runner:
         result.api_calls += ctx.api_calls
         result.usd += ctx.usd
         meta = {**result.meta, "step": step.id, "kind": step.kind.name, "summary": result.summary}
-        self.store.put(job.key, result.data, meta, result.attachments)
+        result.meta = self.store.put(job.key, result.data, meta, result.attachments)
         self._write(step, result.data, result.attachments)
         return result
 
@@ -380,8 +380,9 @@ class Runner:
                 job.inputs,
                 Status.RESTORE,
                 reason,
-                digest(result.data),
+                result.meta["digest"],
                 seconds=seconds,
+                meta=result.meta,
             )
             return
         usage = result.meta.get("usage") or {}
@@ -392,7 +393,8 @@ class Runner:
             job.inputs,
             Status.RUN,
             job.reason,
-            digest(result.data),
+            result.meta["digest"],
+            meta=result.meta,
             api_calls=result.api_calls,
             tokens=usage,
             seconds=seconds,
