@@ -1,0 +1,59 @@
+"""A lock file, outputs and cache made by an earlier gemflow keep working: 0 API calls.
+
+``fixtures/before_seams`` was made by gemflow 0.1.0 on the emulator (service "emulator") before the
+engine was reorganised; every later change to the engine must leave its keys and files valid.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from gemflow import RunOptions, Store, load_workflow, run_workflow
+from gemflow.emulator import Emulator
+from gemflow.providers.gemini import GeminiProvider
+
+FIXTURE = Path(__file__).parent / "fixtures" / "before_seams"
+STEPS = ["pancake", "fixed", "scene", "check", "sheet", "thumb"]
+
+
+@pytest.fixture
+def old_project(tmp_path: Path) -> Path:
+    root = tmp_path / "old"
+    shutil.copytree(FIXTURE, root)
+    return root
+
+
+def run(root: Path, emulator: Emulator) -> dict[str, str]:
+    with Store(root / "cache") as store:
+        summary = run_workflow(
+            load_workflow(root / "wf.yaml"),
+            store,
+            RunOptions(service="emulator"),
+            provider_factory=lambda: GeminiProvider("emulator-key", base_url=emulator.url),
+        )
+    assert summary.ok
+    return {report.id: str(report.status) for report in summary.steps}
+
+
+def test_an_old_cache_and_lock_file_give_no_calls(old_project: Path, emulator: Emulator) -> None:
+    assert run(old_project, emulator) == dict.fromkeys(STEPS, "cached")
+    assert emulator.api_calls() == []
+
+
+def test_an_old_lock_file_and_outputs_alone_give_no_calls(
+    old_project: Path, emulator: Emulator
+) -> None:
+    shutil.rmtree(old_project / "cache")
+    assert run(old_project, emulator) == dict.fromkeys(STEPS, "cached")
+    assert emulator.api_calls() == []
+
+
+def test_old_outputs_deleted_are_restored_from_the_old_cache(
+    old_project: Path, emulator: Emulator
+) -> None:
+    shutil.rmtree(old_project / "out")
+    assert set(run(old_project, emulator).values()) == {"restore"}
+    assert emulator.api_calls() == []
