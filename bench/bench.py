@@ -140,7 +140,7 @@ def independent_steps(
 
 def render_workflow(steps: dict[str, dict[str, Any]]) -> str:
     """The workflow file for ``steps``: one line per step, so 10,000 steps stay under 1 MiB
-    (the most ``gemflow.load`` accepts)."""
+    (the most ``gemflow.workflow.load`` accepts)."""
     lines = ["version: 1", "defaults:", f"  model: {MODEL}", "steps:"]
     lines.extend(f"  {step_id}: {_yaml_value(body)}" for step_id, body in steps.items())
     return "\n".join(lines) + "\n"

@@ -181,7 +181,7 @@ class Snapshot:
 
 
 def snapshot(fanout: Fanout, run: Run) -> Snapshot:
-    from gemflow.store import Store
+    from gemflow.cache.local import Store
 
     reports = run.summary["steps"]
     outputs = {step["id"]: file_digest(fanout.folder / step["output"]) for step in reports}

@@ -27,22 +27,22 @@ __all__ = [
 _WHERE = {
     "GemflowError": "gemflow.errors",
     "WorkflowError": "gemflow.errors",
-    "RunOptions": "gemflow.run",
-    "run_workflow": "gemflow.run",
-    "RunSummary": "gemflow.events",
-    "Store": "gemflow.store",
-    "default_cache_dir": "gemflow.store",
+    "RunOptions": "gemflow.engine.runner",
+    "run_workflow": "gemflow.engine.runner",
+    "RunSummary": "gemflow.engine.events",
+    "Store": "gemflow.cache.local",
+    "default_cache_dir": "gemflow.cache.local",
     "Workflow": "gemflow.workflow",
-    "load_workflow": "gemflow.load",
+    "load_workflow": "gemflow.workflow.load",
 }
 
 if TYPE_CHECKING:
+    from gemflow.cache.local import Store, default_cache_dir
+    from gemflow.engine.events import RunSummary
+    from gemflow.engine.runner import RunOptions, run_workflow
     from gemflow.errors import GemflowError, WorkflowError
-    from gemflow.events import RunSummary
-    from gemflow.load import load_workflow
-    from gemflow.run import RunOptions, run_workflow
-    from gemflow.store import Store, default_cache_dir
     from gemflow.workflow import Workflow
+    from gemflow.workflow.load import load_workflow
 
 
 def __getattr__(name: str) -> Any:

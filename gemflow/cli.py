@@ -162,11 +162,11 @@ def run(
 
     Only steps whose inputs changed call the API; everything else comes from the cache.
     """
-    from gemflow.load import load_workflow, suggest
+    from gemflow.cache.local import Store, default_cache_dir
+    from gemflow.engine.runner import RunOptions, run_workflow
     from gemflow.report.jsonout import JsonReporter
     from gemflow.report.terminal import TerminalReporter
-    from gemflow.run import RunOptions, run_workflow
-    from gemflow.store import Store, default_cache_dir
+    from gemflow.workflow.load import load_workflow, suggest
 
     wf = load_workflow(workflow, allow_outside=allow_outside)
     for name in (*targets, *force):
@@ -287,7 +287,7 @@ _cache_dir_option = click.option(
 
 
 def _open_store(cache_dir: Path | None) -> Any:
-    from gemflow.store import Store, default_cache_dir
+    from gemflow.cache.local import Store, default_cache_dir
 
     directory = cache_dir or default_cache_dir(Path.cwd() / "workflow.yaml")
     if not directory.is_dir():

@@ -7,8 +7,8 @@ from pathlib import Path
 import diskcache
 from click.testing import CliRunner
 
+from gemflow.cache.local import Store
 from gemflow.cli import cli
-from gemflow.store import Store
 
 
 def filled(tmp_path: Path) -> Path:

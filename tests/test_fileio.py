@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from gemflow.engine.keys import digest
 from gemflow.fileio import DigestMemo, write_atomic
-from gemflow.keys import digest
 
 
 def test_write_atomic_leaves_no_temporary_files(tmp_path: Path) -> None:

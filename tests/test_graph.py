@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gemflow.graph import build_graph, find_cycles, ordered, select, to_networkx
-from gemflow.load import load_workflow
+from gemflow.engine.graph import build_graph, find_cycles, ordered, select, to_networkx
 from gemflow.workflow import Workflow
+from gemflow.workflow.load import load_workflow
 
 WORKFLOW = """\
 version: 1

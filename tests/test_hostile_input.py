@@ -22,13 +22,13 @@ import pytest
 from conftest import PHOTOS, Project
 from PIL import Image
 
-import gemflow.load
+import gemflow.workflow.load
 from gemflow.errors import InputError, Problem, WorkflowError
 from gemflow.fileio import DigestMemo
-from gemflow.imaging import for_api
-from gemflow.load import MAX_WORKFLOW_BYTES, load_workflow
-from gemflow.steps.base import InputImage
-from gemflow.yamlsafe import MAX_ALIASES, MAX_DEPTH, MAX_EXPANSION, YamlError, load_yaml
+from gemflow.imaging.operations import for_api
+from gemflow.kinds.base import InputImage
+from gemflow.workflow.load import MAX_WORKFLOW_BYTES, load_workflow
+from gemflow.workflow.yamlsafe import MAX_ALIASES, MAX_DEPTH, MAX_EXPANSION, YamlError, load_yaml
 
 HEADER = "version: 1\ndefaults: {model: gemini-3.1-flash-image}\nsteps:\n"
 ONE_STEP = HEADER + "  a: {kind: generate, prompt: x}\n"
@@ -743,7 +743,7 @@ def test_a_cached_step_does_not_decode_its_inputs_again(
         decoded.append(source)
         return for_api(data, source=source)
 
-    monkeypatch.setattr("gemflow.imaging.for_api", spy)
+    monkeypatch.setattr("gemflow.imaging.operations.for_api", spy)
     with_input(project, "photos/me.jpg", NATIVE["photo.jpg"][0])
     project.run()
     assert decoded == ["photos/me.jpg", "scene"]
@@ -757,14 +757,14 @@ def test_a_cached_step_does_not_decode_its_inputs_again(
 
 def after_loading(monkeypatch: pytest.MonkeyPatch, action: Callable[[], None]) -> None:
     """Do ``action`` once the CLI has loaded (and checked) the workflow, before anything runs."""
-    load = gemflow.load.load_workflow
+    load = gemflow.workflow.load.load_workflow
 
     def load_then_act(*args: Any, **kwargs: Any) -> Any:
         workflow = load(*args, **kwargs)
         action()
         return workflow
 
-    monkeypatch.setattr(gemflow.load, "load_workflow", load_then_act)
+    monkeypatch.setattr(gemflow.workflow.load, "load_workflow", load_then_act)
 
 
 def after_hashing(monkeypatch: pytest.MonkeyPatch, path: Path, action: Callable[[], None]) -> None:

@@ -1,4 +1,4 @@
-"""gemflow.imaging: decoding, encoding, colours, grids, layers and resizing."""
+"""gemflow.imaging.operations: decoding, encoding, colours, grids, layers and resizing."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from gemflow.errors import InputError
-from gemflow.imaging import (
+from gemflow.imaging.operations import (
     Layer,
     encode,
     grid,

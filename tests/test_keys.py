@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from gemflow.keys import canonical_json, key_material, step_key
-from gemflow.load import load_workflow
+from gemflow.engine.keys import canonical_json, key_material, step_key
+from gemflow.workflow.load import load_workflow
 
 BASE = """\
 version: 1

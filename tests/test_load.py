@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from gemflow.errors import WorkflowError
-from gemflow.load import load_workflow
+from gemflow.workflow.load import load_workflow
 
 HEADER = """\
 version: 1

@@ -21,11 +21,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gemflow.errors import WorkflowError
-from gemflow.load import load_workflow
-from gemflow.steps import KINDS
-from gemflow.steps.api import API_DEFAULTS
+from gemflow.kinds import KINDS
+from gemflow.kinds.gemini_image import API_DEFAULTS
 from gemflow.workflow import Workflow
-from gemflow.yamlsafe import YamlError, load_yaml
+from gemflow.workflow.load import load_workflow
+from gemflow.workflow.yamlsafe import YamlError, load_yaml
 
 FUZZ = settings(
     max_examples=200,

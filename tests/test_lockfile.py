@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from gemflow.lockfile import LockEntry, LockFile
+from gemflow.cache.lockfile import LockEntry, LockFile
 
 
 def entry(key: str = "sha256:1") -> LockEntry:

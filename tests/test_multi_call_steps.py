@@ -10,9 +10,9 @@ from typing import Any, ClassVar
 import pytest
 from conftest import Project
 
+from gemflow.kinds import KINDS
+from gemflow.kinds.base import Field, InputImage, RunContext, StepKind, StepOutput
 from gemflow.providers.base import ApiRequest
-from gemflow.steps import KINDS
-from gemflow.steps.base import Field, InputImage, RunContext, StepKind, StepOutput
 from gemflow.workflow import Step
 
 

@@ -16,10 +16,11 @@ import pytest
 from conftest import FAKE_KEY
 from google.genai import errors as genai_errors
 
+from gemflow.cache.local import Store
 from gemflow.emulator import Emulator, Faults
+from gemflow.engine.events import Event, Notice, RunSummary
+from gemflow.engine.runner import RunOptions, run_workflow
 from gemflow.errors import ApiError, WorkflowError
-from gemflow.events import Event, Notice, RunSummary
-from gemflow.load import load_workflow
 from gemflow.providers.base import ApiRequest
 from gemflow.providers.gemini import GeminiProvider, server_retry_delay
 from gemflow.providers.resilient import (
@@ -30,8 +31,7 @@ from gemflow.providers.resilient import (
     attempts_of,
     resilient,
 )
-from gemflow.run import RunOptions, run_workflow
-from gemflow.store import Store
+from gemflow.workflow.load import load_workflow
 
 MODEL = "gemini-3.1-flash-image"
 REQUEST = ApiRequest(model=MODEL, prompt="A red apple.")

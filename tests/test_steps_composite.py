@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from gemflow.errors import InputError
-from gemflow.steps.base import InputImage, RunContext
-from gemflow.steps.composite import Composite
+from gemflow.kinds.base import InputImage, RunContext
+from gemflow.kinds.composite import Composite
 from gemflow.workflow import Step
 
 RED = (255, 0, 0)

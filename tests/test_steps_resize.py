@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from gemflow.errors import InputError
-from gemflow.steps.base import InputImage, RunContext
-from gemflow.steps.resize import Resize
+from gemflow.kinds.base import InputImage, RunContext
+from gemflow.kinds.resize import Resize
 from gemflow.workflow import Step
 
 KIND = Resize()

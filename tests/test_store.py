@@ -5,8 +5,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from gemflow.keys import digest
-from gemflow.store import Store, default_cache_dir
+from gemflow.cache.local import Store, default_cache_dir
+from gemflow.engine.keys import digest
 
 
 def test_a_result_round_trips_with_its_metadata(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gemflow.yamlsafe import MAX_ALIASES, YamlError, load_yaml
+from gemflow.workflow.yamlsafe import MAX_ALIASES, YamlError, load_yaml
 
 
 @pytest.mark.parametrize(

@@ -59,7 +59,7 @@ def build_report(outcome: Outcome, *, step_id: str, reader: str) -> dict[str, An
 
 def files(outcome: Outcome, step_id: str) -> dict[str, bytes]:
     """The files written beside the report: each probe image (as PNG) and the contact sheet."""
-    from gemflow.imaging import encode, open_image
+    from gemflow.imaging.operations import encode, open_image
     from gemflow.probe.sheet import contact_sheet
 
     found: dict[str, bytes] = {}

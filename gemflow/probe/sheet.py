@@ -7,7 +7,7 @@ import textwrap
 
 from PIL import Image, ImageDraw, ImageFont
 
-from gemflow.imaging import encode, grid, open_image, resize
+from gemflow.imaging.operations import encode, grid, open_image, resize
 from gemflow.probe.method import Outcome, ProbeResult
 
 CELL = 256

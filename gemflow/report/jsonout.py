@@ -6,7 +6,7 @@ import json
 import sys
 from typing import TextIO
 
-from gemflow.events import Event, RunFinished
+from gemflow.engine.events import Event, RunFinished
 
 
 class JsonReporter:

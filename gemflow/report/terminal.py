@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from gemflow.events import (
+from gemflow.engine.events import (
     Event,
     Notice,
     RunFinished,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from gemflow.geometry import DEFAULT_QUALITY, FITS
-from gemflow.steps.base import IMAGE_FORMATS, Field, InputImage, RunContext, StepKind, StepOutput
+from gemflow.imaging.geometry import DEFAULT_QUALITY, FITS
+from gemflow.kinds.base import IMAGE_FORMATS, Field, InputImage, RunContext, StepKind, StepOutput
 
 if TYPE_CHECKING:
     from gemflow.workflow import Step
@@ -43,7 +43,7 @@ class Resize(StepKind):
     def run(self, step: Step, inputs: Sequence[InputImage], ctx: RunContext) -> StepOutput:
         params = step.params
         (source,) = inputs
-        from gemflow.imaging import encode, open_image, resize
+        from gemflow.imaging.operations import encode, open_image, resize
 
         image = open_image(source.data, source=source.ref)
         result = resize(

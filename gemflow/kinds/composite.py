@@ -18,8 +18,8 @@ import difflib
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from gemflow.geometry import ANCHORS, DEFAULT_QUALITY, percentage
-from gemflow.steps.base import IMAGE_FORMATS, Field, InputImage, RunContext, StepKind, StepOutput
+from gemflow.imaging.geometry import ANCHORS, DEFAULT_QUALITY, percentage
+from gemflow.kinds.base import IMAGE_FORMATS, Field, InputImage, RunContext, StepKind, StepOutput
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -80,7 +80,7 @@ class Composite(StepKind):
         background = params.get("background")
         if isinstance(background, str):
             try:
-                from gemflow.imaging import parse_color
+                from gemflow.imaging.operations import parse_color
 
                 parse_color(background)
             except ValueError as exc:
@@ -99,7 +99,7 @@ class Composite(StepKind):
 
     def run(self, step: Step, inputs: Sequence[InputImage], ctx: RunContext) -> StepOutput:
         params = step.params
-        from gemflow.imaging import encode, open_image
+        from gemflow.imaging.operations import encode, open_image
 
         images = [open_image(item.data, source=item.ref) for item in inputs]
         if params.get("images") is not None:
@@ -111,7 +111,7 @@ class Composite(StepKind):
 
 
 def _run_grid(params: Mapping[str, Any], images: list[Image.Image]) -> Image.Image:
-    from gemflow.imaging import grid
+    from gemflow.imaging.operations import grid
 
     return grid(
         images,
@@ -123,7 +123,7 @@ def _run_grid(params: Mapping[str, Any], images: list[Image.Image]) -> Image.Ima
 
 
 def _run_layers(params: Mapping[str, Any], images: list[Image.Image]) -> Image.Image:
-    from gemflow.imaging import Layer, place_layers
+    from gemflow.imaging.operations import Layer, place_layers
 
     base, *pictures = images
     layers = [

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from gemflow.events import Status
+from gemflow.cache.local import Store
+from gemflow.cache.lockfile import LockEntry
+from gemflow.engine.events import Status
 from gemflow.fileio import DigestMemo
-from gemflow.lockfile import LockEntry
-from gemflow.store import Store
 from gemflow.workflow import Step
 
 

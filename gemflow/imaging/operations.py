@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from PIL import Image, ImageColor, ImageOps
 
 from gemflow.errors import InputError
-from gemflow.geometry import ANCHORS, DEFAULT_QUALITY, FITS, Length, resolve_length
+from gemflow.imaging.geometry import ANCHORS, DEFAULT_QUALITY, FITS, Length, resolve_length
 
 Color = tuple[int, int, int, int]
 

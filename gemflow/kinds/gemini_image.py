@@ -8,8 +8,8 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from gemflow.errors import NoImageError
+from gemflow.kinds.base import Estimate, Field, InputImage, RunContext, StepKind, StepOutput
 from gemflow.models import model_info, spent
-from gemflow.steps.base import Estimate, Field, InputImage, RunContext, StepKind, StepOutput
 
 if TYPE_CHECKING:
     from gemflow.providers.base import ApiRequest, ApiResponse
@@ -64,7 +64,7 @@ def _api_image(image: InputImage) -> tuple[bytes, str]:
     """
     if sniff_mime(image.data) == "image/heic":
         return image.data, "image/heic"
-    from gemflow.imaging import for_api
+    from gemflow.imaging.operations import for_api
 
     return for_api(image.data, source=image.ref)
 

@@ -1,6 +1,6 @@
 """``generate``: text to image, optionally guided by reference ``images``."""
 
-from gemflow.steps.api import GeminiImageKind
+from gemflow.kinds.gemini_image import GeminiImageKind
 
 
 class Generate(GeminiImageKind):

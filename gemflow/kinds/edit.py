@@ -1,6 +1,6 @@
 """``edit``: change one or more input images as the prompt says ("the first image", "the second")."""
 
-from gemflow.steps.api import GeminiImageKind
+from gemflow.kinds.gemini_image import GeminiImageKind
 
 
 class Edit(GeminiImageKind):

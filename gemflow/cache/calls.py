@@ -2,16 +2,16 @@
 
 The key of a call is ``"call/" + sha256(canonical_json({"call": 1, "request": request.describe(),
 "sample": n, "service": ...}))``: the request exactly as sent (images by digest), which sample of it
-this is, and the service, as in the step key contract (``gemflow.keys``).
+this is, and the service, as in the step key contract (``gemflow.engine.keys``).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict
 
-from gemflow.keys import canonical_json, digest
+from gemflow.cache.local import Store
+from gemflow.engine.keys import canonical_json, digest
 from gemflow.providers.base import ApiRequest, ApiResponse
-from gemflow.store import Store
 
 CALL_FORMAT = 1
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from gemflow.kinds.base import Estimate, Field, InputImage, RunContext, StepKind, StepOutput
 from gemflow.models import default_reader, model_info, reader_models
 from gemflow.probe.battery import DEFAULT_PROMPT, PROBE_NAMES, PROBES, canary_for, quoted_text
 from gemflow.probe.reading import INSTALL_TESSERACT, TESSERACT, tesseract_missing
-from gemflow.steps.base import Estimate, Field, InputImage, RunContext, StepKind, StepOutput
 
 if TYPE_CHECKING:
     from gemflow.probe.method import Plan

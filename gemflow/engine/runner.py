@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gemflow.callcache import StoreCallCache
-from gemflow.errors import ConfigError, GemflowError, InputError, StepError
-from gemflow.events import (
+from gemflow.cache.calls import StoreCallCache
+from gemflow.cache.local import Store
+from gemflow.cache.lockfile import LockEntry, LockFile
+from gemflow.engine.decide import Decision, decide, recorded_params
+from gemflow.engine.events import (
     Event,
     Notice,
     RunFinished,
@@ -29,14 +31,12 @@ from gemflow.events import (
     StepReport,
     StepStarted,
 )
+from gemflow.engine.graph import build_graph, ordered, select
+from gemflow.engine.keys import digest, key_material, step_key
+from gemflow.errors import ConfigError, GemflowError, InputError, StepError
 from gemflow.fileio import DigestMemo, write_atomic
-from gemflow.graph import build_graph, ordered, select
-from gemflow.keys import digest, key_material, step_key
-from gemflow.lockfile import LockEntry, LockFile
+from gemflow.kinds.base import Estimate, InputImage, RunContext, StepOutput
 from gemflow.providers.resilient import attempts_of
-from gemflow.state import Decision, decide, recorded_params
-from gemflow.steps.base import Estimate, InputImage, RunContext, StepOutput
-from gemflow.store import Store
 from gemflow.workflow import Step, Workflow
 
 ProviderFactory = Callable[[], Any]

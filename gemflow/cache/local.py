@@ -20,8 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from gemflow.engine.keys import digest
 from gemflow.errors import CacheError
-from gemflow.keys import digest
 
 DEFAULT_DIRNAME = "cache"
 _MEMO_KEY = "memo:file-digests"

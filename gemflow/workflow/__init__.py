@@ -1,4 +1,4 @@
-"""The loaded, validated workflow: plain immutable data, produced by ``gemflow.load``."""
+"""The loaded, validated workflow: plain immutable data, produced by ``gemflow.workflow.load``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from gemflow.errors import Problem
-    from gemflow.steps.base import StepKind
+    from gemflow.kinds.base import StepKind
 
 
 @dataclass(frozen=True)

@@ -18,14 +18,14 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from gemflow.engine.graph import find_cycles
 from gemflow.errors import Problem, WorkflowError
-from gemflow.graph import find_cycles
-from gemflow.steps import KINDS
-from gemflow.steps.api import API_DEFAULTS
-from gemflow.steps.base import FORMAT_BY_SUFFIX, IMAGE_FORMATS, Field, StepKind
-from gemflow.template import VAR_NAME, UnknownVar, resolve_vars, substitute
+from gemflow.kinds import KINDS
+from gemflow.kinds.base import FORMAT_BY_SUFFIX, IMAGE_FORMATS, Field, StepKind
+from gemflow.kinds.gemini_image import API_DEFAULTS
 from gemflow.workflow import Ref, Step, Workflow
-from gemflow.yamlsafe import LineDict, LineList, YamlError, load_yaml
+from gemflow.workflow.vars import VAR_NAME, UnknownVar, resolve_vars, substitute
+from gemflow.workflow.yamlsafe import LineDict, LineList, YamlError, load_yaml
 
 SUPPORTED_VERSIONS = (1,)
 # A workflow larger than this is almost surely not one; the limit also bounds the time a hostile

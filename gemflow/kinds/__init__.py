@@ -1,11 +1,11 @@
 """Step kinds, registered in this one place. Adding a kind: write its module, add it here."""
 
-from gemflow.steps.base import StepKind
-from gemflow.steps.composite import Composite
-from gemflow.steps.edit import Edit
-from gemflow.steps.generate import Generate
-from gemflow.steps.probe import Probe
-from gemflow.steps.resize import Resize
+from gemflow.kinds.base import StepKind
+from gemflow.kinds.composite import Composite
+from gemflow.kinds.edit import Edit
+from gemflow.kinds.generate import Generate
+from gemflow.kinds.probe import Probe
+from gemflow.kinds.resize import Resize
 
 KINDS: dict[str, StepKind] = {
     kind.name: kind for kind in (Generate(), Edit(), Composite(), Resize(), Probe())

@@ -1,6 +1,6 @@
 """What a step kind is: the keys it accepts, the inputs it references, its recipe and how it runs.
 
-A kind is one small module with one ``StepKind`` subclass, registered in ``gemflow.steps``. The loader
+A kind is one small module with one ``StepKind`` subclass, registered in ``gemflow.kinds``. The loader
 validates a step's keys against ``fields`` (types, required, choices, typos) and then asks the kind's
 ``check`` for anything more particular; the key builder asks ``recipe``; the runner calls ``run``.
 """

@@ -1,0 +1,1 @@
+"""Local picture work with Pillow: decoding and checking inputs, grids, layers, resizing."""
