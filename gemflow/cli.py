@@ -5,12 +5,9 @@ Imports are kept inside the commands so that ``gemflow --help`` starts fast.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +25,6 @@ from gemflow.errors import (
     Problem,
     WorkflowError,
 )
-
-EMULATOR_KEY = "emulator-key"  # the in-process emulator accepts any key; no real key is needed
 
 EPILOG = f"""\b
 Exit codes:
@@ -162,10 +157,10 @@ def run(
 
     Only steps whose inputs changed call the API; everything else comes from the cache.
     """
-    from gemflow.cache.local import Store, default_cache_dir
-    from gemflow.engine.runner import RunOptions, run_workflow
+    from gemflow.engine.runner import RunOptions
     from gemflow.report.jsonout import JsonReporter
     from gemflow.report.terminal import TerminalReporter
+    from gemflow.session import open_session
     from gemflow.workflow.load import load_workflow, suggest
 
     wf = load_workflow(workflow, allow_outside=allow_outside)
@@ -177,26 +172,25 @@ def run(
     reporters: list[Any] = [TerminalReporter(verbose=verbose)]
     if as_json:
         reporters.append(JsonReporter())
-    with (
-        _endpoint(emulator, emulator_rewrite, base_url, retries, rpm) as (
-            provider_factory,
-            service,
-        ),
-        Store(cache_dir or default_cache_dir(wf.path)) as store,
-    ):
-        options = RunOptions(
-            targets=targets,
-            force=frozenset(force),
-            force_all=force_all,
-            jobs=jobs,
-            dry_run=dry_run,
-            fail_fast=not keep_going,
-            service=service,
-        )
+    options = RunOptions(
+        targets=targets,
+        force=frozenset(force),
+        force_all=force_all,
+        jobs=jobs,
+        dry_run=dry_run,
+        fail_fast=not keep_going,
+    )
+    with open_session(
+        wf.path,
+        emulator=emulator,
+        rewrite=emulator_rewrite,
+        base_url=base_url,
+        cache=cache_dir,
+        retries=retries,
+        rpm=rpm,
+    ) as session:
         _sigterm_interrupts()
-        summary = run_workflow(
-            wf, store, options, provider_factory=provider_factory, emit=reporters
-        )
+        summary = session.run(wf, options, emit=reporters)
     sys.exit(EXIT_OK if summary.ok else EXIT_STEP_FAILED)
 
 
@@ -210,58 +204,6 @@ def _rewrite_modes(value: str | None) -> str | None:
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--emulator-rewrite") from None
     return ",".join(sorted(m.strip() for m in value.split(",") if m.strip()))
-
-
-@contextlib.contextmanager
-def _endpoint(
-    use_emulator: bool,
-    rewrite: str | None,
-    base_url: str | None,
-    retries: int | None,
-    rpm: float | None,
-) -> Iterator[tuple[Any, str | None]]:
-    """(provider factory, service identity for the key) for this run's endpoint.
-
-    The emulator is started only when a step first needs it: a cached run starts nothing.
-    """
-    if not use_emulator and not rewrite:
-        url = base_url or os.environ.get("GOOGLE_GEMINI_BASE_URL") or None
-        yield _factory(lambda: None, lambda: url, retries, rpm), url
-        return
-    started: list[Any] = []
-
-    def emulator_url() -> str:
-        from gemflow.emulator import Emulator
-
-        started.append(Emulator(rewrite=rewrite).start())
-        return started[0].url
-
-    try:
-        # A rewriting emulator is another service: its answers must not answer for the plain one.
-        service = f"emulator+rewrite:{rewrite}" if rewrite else "emulator"
-        yield _factory(lambda: EMULATOR_KEY, emulator_url, retries, rpm), service
-    finally:
-        for emulator in started:
-            emulator.stop()
-
-
-def _factory(
-    api_key: Callable[[], str | None],
-    base_url: Callable[[], str | None],
-    retries: int | None,
-    rpm: float | None,
-) -> Callable[[], Any]:
-    """Makes the run's one provider, on first use (the runner calls it at most once)."""
-
-    def make() -> Any:
-        from gemflow.providers.gemini import GeminiProvider, api_key_from_env
-        from gemflow.providers.resilient import ResilientProvider
-
-        key = api_key() or api_key_from_env()
-        inner = GeminiProvider(key, base_url=base_url())
-        return ResilientProvider(inner, retries=retries, rpm=rpm)
-
-    return make
 
 
 def _sigterm_interrupts() -> None:

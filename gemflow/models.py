@@ -30,6 +30,7 @@ class ModelInfo:
     input_usd_per_mtok: float
     max_input_images: int
     fixed_size: bool = False
+    api: str = "gemini"  # which provider sends its requests (gemflow.providers.registry)
 
     def size_info(self, image_size: str | None) -> SizeInfo:
         return self.sizes[image_size or self.default_size]
@@ -82,6 +83,7 @@ def known_models() -> dict[str, ModelInfo]:
             input_usd_per_mtok=row["input_usd_per_mtok"],
             max_input_images=row["max_input_images"],
             fixed_size=row.get("fixed_size", False),
+            api=row.get("api", "gemini"),
         )
         for model_id, row in table.items()
     }

@@ -13,7 +13,7 @@ import pytest
 
 from gemflow import RunOptions, Store, load_workflow, run_workflow
 from gemflow.emulator import Emulator
-from gemflow.providers.gemini import GeminiProvider
+from gemflow.providers.connection import Connection
 
 FIXTURE = Path(__file__).parent / "fixtures" / "before_seams"
 STEPS = ["pancake", "fixed", "scene", "check", "sheet", "thumb"]
@@ -31,8 +31,8 @@ def run(root: Path, emulator: Emulator) -> dict[str, str]:
         summary = run_workflow(
             load_workflow(root / "wf.yaml"),
             store,
-            RunOptions(service="emulator"),
-            provider_factory=lambda: GeminiProvider("emulator-key", base_url=emulator.url),
+            RunOptions(),
+            connection=Connection.emulator(url=emulator.url),
         )
     assert summary.ok
     return {report.id: str(report.status) for report in summary.steps}

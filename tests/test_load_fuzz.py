@@ -21,8 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gemflow.errors import WorkflowError
-from gemflow.kinds import KINDS
-from gemflow.kinds.gemini_image import API_DEFAULTS
+from gemflow.kinds import KINDS, defaults_fields
 from gemflow.workflow import Workflow
 from gemflow.workflow.load import load_workflow
 from gemflow.workflow.yamlsafe import YamlError, load_yaml
@@ -79,7 +78,9 @@ def nested(leaves: st.SearchStrategy[Any], keys: st.SearchStrategy[Any]) -> st.S
 VALUES = nested(SCALARS, KEYS)
 STEP_KEYS = st.sampled_from(
     [
-        *sorted({"kind", "output", *API_DEFAULTS, *(f for k in KINDS.values() for f in k.fields)}),
+        *sorted(
+            {"kind", "output", *defaults_fields(), *(f for k in KINDS.values() for f in k.fields)}
+        ),
         *("x", "y", "opacity", "anchor", "promt"),
     ]
 )
@@ -95,7 +96,8 @@ WORKFLOWS = st.fixed_dictionaries(
     {},
     optional={
         "version": st.just(1) | SCALARS,
-        "defaults": st.dictionaries(st.sampled_from(list(API_DEFAULTS)) | TEXT, SCALARS) | VALUES,
+        "defaults": st.dictionaries(st.sampled_from(list(defaults_fields())) | TEXT, SCALARS)
+        | VALUES,
         "vars": st.dictionaries(st.sampled_from(["a", "b", "x y"]) | TEXT, SCALARS) | VALUES,
         "steps": st.dictionaries(st.sampled_from(["a", "b", "c"]) | KEYS, STEP | VALUES, max_size=4)
         | VALUES,

@@ -11,16 +11,15 @@ import pytest
 from conftest import Project
 
 from gemflow.kinds import KINDS
-from gemflow.kinds.base import Field, InputImage, RunContext, StepKind, StepOutput
+from gemflow.kinds.base import ApiKind, Call, Exchange, Field, InputImage, StepOutput
 from gemflow.providers.base import ApiRequest
 from gemflow.workflow import Step
 
 
-class Samples(StepKind):
+class Samples(ApiKind):
     """Asks the same question ``samples`` times; keeps each image as an attachment."""
 
     name = "samples"
-    uses_api = True
     fields: ClassVar[Mapping[str, Field]] = {
         "model": Field("str", required=True),
         "prompt": Field("str", required=True),
@@ -30,10 +29,10 @@ class Samples(StepKind):
     def output_format(self, params: Mapping[str, Any], suffix: str | None) -> str:
         return "json"
 
-    def run(self, step: Step, inputs: Sequence[InputImage], ctx: RunContext) -> StepOutput:
+    def exchange(self, step: Step, inputs: Sequence[InputImage]) -> Exchange:
         request = ApiRequest(model=step.params["model"], prompt=step.params["prompt"])
         count = step.params.get("samples") or 1
-        answers = [ctx.call(request, sample=i) for i in range(count)]
+        answers = yield [Call(request, sample=i) for i in range(count)]
         attachments = {f"{step.id}/{i}.png": a.image for i, a in enumerate(answers)}
         report = json.dumps({"samples": count}).encode()
         return StepOutput(report, attachments=attachments, summary={"samples": count})

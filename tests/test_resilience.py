@@ -22,6 +22,7 @@ from gemflow.engine.events import Event, Notice, RunSummary
 from gemflow.engine.runner import RunOptions, run_workflow
 from gemflow.errors import ApiError, WorkflowError
 from gemflow.providers.base import ApiRequest
+from gemflow.providers.connection import Connection
 from gemflow.providers.gemini import GeminiProvider, server_retry_delay
 from gemflow.providers.resilient import (
     GaveUpError,
@@ -209,7 +210,7 @@ def test_a_request_that_times_out_is_retried_and_can_succeed(
     told: list[str] = []
     started = time.monotonic()
     sent = patient(gemini, fake).send(
-        ApiRequest(model=MODEL, prompt="A red apple.", timeout=0.3), notify=told.append
+        ApiRequest(model=MODEL, prompt="A red apple."), timeout=0.3, notify=told.append
     )
     assert time.monotonic() - started < 2
     assert sent.attempts == 2
@@ -223,7 +224,7 @@ def test_requests_that_keep_timing_out_fail_quickly(
     started = time.monotonic()
     with pytest.raises(GaveUpError, match=r"no answer within 0.3 s .*gave up after 2") as caught:
         patient(gemini, fake, retries=1).send(
-            ApiRequest(model=MODEL, prompt="A red apple.", timeout=0.3)
+            ApiRequest(model=MODEL, prompt="A red apple."), timeout=0.3
         )
     assert time.monotonic() - started < 2
     assert caught.value.code is None
@@ -357,15 +358,15 @@ class Runs:
         path = self.root / "wf.yaml"
         path.write_text(textwrap.dedent(text))
         with Store(self.root / "cache") as store:
-            return run_workflow(
-                load_workflow(path),
-                store,
-                RunOptions(service="emulator"),
-                provider_factory=lambda: patient(
-                    GeminiProvider(FAKE_KEY, base_url=self.emu.url), self.fake
-                ),
-                emit=self._listen,
-            )
+            inner = GeminiProvider(FAKE_KEY, base_url=self.emu.url, service="emulator")
+            with Connection.of(patient(inner, self.fake)) as connection:
+                return run_workflow(
+                    load_workflow(path),
+                    store,
+                    RunOptions(),
+                    connection=connection,
+                    emit=self._listen,
+                )
 
     def meta(self, key: str) -> dict:
         with Store(self.root / "cache") as store:

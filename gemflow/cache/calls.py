@@ -1,4 +1,4 @@
-"""Single API calls cached by request, for steps that make several (see ``RunContext.call``).
+"""Single API calls cached by request, for steps that make several (see ``gemflow.kinds.base.Call``).
 
 The key of a call is ``"call/" + sha256(canonical_json({"call": 1, "request": request.describe(),
 "sample": n, "service": ...}))``: the request exactly as sent (images by digest), which sample of it
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from gemflow.cache.local import Store
+from gemflow.cache.store import ResultStore, blob
 from gemflow.engine.keys import canonical_json, digest
 from gemflow.providers.base import ApiRequest, ApiResponse
 
@@ -17,7 +17,7 @@ CALL_FORMAT = 1
 
 
 class StoreCallCache:
-    def __init__(self, store: Store, service: str | None, *, refresh: bool = False) -> None:
+    def __init__(self, store: ResultStore, service: str | None, *, refresh: bool = False) -> None:
         self.store = store
         self.service = service
         self.refresh = refresh  # a forced step asks again, and its answers replace the old ones
@@ -35,7 +35,7 @@ class StoreCallCache:
         meta = self.store.meta(key)
         if meta is None:
             return None
-        image = self.store.blob(key) if meta["response"]["has_image"] else None
+        image = blob(self.store, key) if meta["response"]["has_image"] else None
         if meta["response"]["has_image"] and image is None:
             return None  # corrupt: dropped by the store, so ask again
         fields = {k: v for k, v in meta["response"].items() if k != "has_image"}

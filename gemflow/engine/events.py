@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from gemflow.engine.reasons import Reason, describe
+
 
 class Status(StrEnum):
     CACHED = "cached"  # up to date: the output on disk is the stored result for the current key
@@ -21,7 +23,7 @@ class StepReport:
     id: str
     kind: str
     status: Status
-    reason: str
+    reason: Reason  # why: a code and values; ``describe`` words it
     output: str
     api_calls: int = 0
     tokens: dict[str, int] = field(default_factory=dict)
@@ -36,7 +38,8 @@ class StepReport:
             "id": self.id,
             "kind": self.kind,
             "status": str(self.status),
-            "reason": self.reason,
+            "reason": describe(self.reason),
+            "why": self.reason.to_json(),
             "api_calls": self.api_calls,
             "output": self.output,
             "tokens": self.tokens,
@@ -114,7 +117,7 @@ class RunStarted:
 class StepStarted:
     id: str
     kind: str
-    reason: str
+    reason: Reason
     uses_api: bool
 
 

@@ -1,24 +1,25 @@
-"""The runner: walks the DAG, decides each step from its key, runs what must run, emits events.
+"""The runner: decides each step from its key, runs what must run, emits events.
 
-Decisions are made on the main thread as soon as a step's inputs are known (so a step's key always
-includes the digests of its upstream outputs); only the work itself (an API call, a Pillow
-operation) goes to the thread pool. The runner never prints.
+The scheduler says which steps may start; decisions are made on the main thread as soon as a
+step's inputs are known (so a step's key always includes the digests of its upstream outputs); only
+the work itself (API calls, a Pillow operation) goes to the executor. The runner never prints.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from gemflow.cache.calls import StoreCallCache
-from gemflow.cache.local import Store
 from gemflow.cache.lockfile import LockEntry, LockFile
+from gemflow.cache.store import ResultStore
+from gemflow.cache.store import blob as stored_bytes
 from gemflow.engine.decide import Decision, decide, recorded_params
 from gemflow.engine.events import (
     Event,
@@ -31,15 +32,17 @@ from gemflow.engine.events import (
     StepReport,
     StepStarted,
 )
+from gemflow.engine.executor import ThreadExecutor
 from gemflow.engine.graph import build_graph, ordered, select
 from gemflow.engine.keys import digest, key_material, step_key
+from gemflow.engine.reasons import Reason, reason
+from gemflow.engine.scheduler import Scheduler
 from gemflow.errors import ConfigError, GemflowError, InputError, StepError
 from gemflow.fileio import DigestMemo, write_atomic
 from gemflow.kinds.base import Estimate, InputImage, RunContext, StepOutput
-from gemflow.providers.resilient import attempts_of
+from gemflow.providers.base import SendSettings
+from gemflow.providers.connection import Connection
 from gemflow.workflow import Step, Workflow
-
-ProviderFactory = Callable[[], Any]
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,6 @@ class RunOptions:
     jobs: int = 8
     dry_run: bool = False
     fail_fast: bool = False  # after the first failure, start no new step that would run
-    service: str | None = None  # the key's "service" when not Google's default endpoint
 
 
 @dataclass
@@ -66,9 +68,10 @@ class _Job:
     step: Step
     key: str
     material: dict[str, Any]
-    reason: str
+    reason: Reason
     inputs: list[str]  # digests in order
     forced: bool
+    ctx: RunContext
     started: float = field(default_factory=time.monotonic)
     reused: bool = False  # another gemflow process made this result while we waited for the key
 
@@ -77,25 +80,24 @@ class Runner:
     def __init__(
         self,
         workflow: Workflow,
-        store: Store,
+        store: ResultStore,
         options: RunOptions,
+        connection: Connection,
         *,
-        provider_factory: ProviderFactory | None = None,
         emit: Callable[[Event], None] = lambda event: None,
     ) -> None:
         self.workflow = workflow
         self.store = store
         self.options = options
+        self.connection = connection
+        self.service = connection.service  # who answers: part of every API step's key
         self.emit = emit
         self.graph = build_graph(workflow)
         self.lock = LockFile.load(workflow.lock_path)
         self.memo = DigestMemo(store.load_memo())
         self.summary = RunSummary(
-            workflow=str(workflow.path), dry_run=options.dry_run, service=options.service
+            workflow=str(workflow.path), dry_run=options.dry_run, service=self.service
         )
-        self._provider_factory = provider_factory
-        self._provider: Any = None
-        self._provider_lock = threading.Lock()
         self._done: dict[str, _Done] = {}
         self._failed: set[str] = set()
         self._touched: set[str] = set()  # steps whose lock entries this run wrote
@@ -114,7 +116,7 @@ class Runner:
                 api_steps=sum(steps[s].uses_api for s in order),
                 dry_run=self.options.dry_run,
                 jobs=self.options.jobs,
-                service=self.options.service,
+                service=self.service,
             )
         )
         for warning in self.workflow.warnings:
@@ -133,54 +135,37 @@ class Runner:
     # -- scheduling -------------------------------------------------------------------------------
 
     def _walk(self, order: list[str]) -> None:
-        selected = set(order)
-        waiting = {sid: {r.step for r in self.workflow.steps[sid].refs if r.step} for sid in order}
-        dependents: dict[str, list[str]] = {sid: [] for sid in order}
-        for sid, deps in waiting.items():
-            for dep in deps:
-                dependents[dep].append(sid)
-        ready = deque(sid for sid in order if not waiting[sid])
-        running: dict[Future[StepOutput], _Job] = {}
-
-        def finished(sid: str) -> None:
-            for child in dependents[sid]:
-                waiting[child].discard(sid)
-                if not waiting[child] and child in selected:
-                    ready.append(child)
-
-        jobs = max(1, self.options.jobs)
-        pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="step")
+        scheduler = Scheduler(self.workflow, order)
+        executor: ThreadExecutor[_Job, StepOutput] = ThreadExecutor(self.options.jobs)
         try:
-            while ready or running:
-                while ready and len(running) < jobs:  # the rest wait here, not in the pool queue
-                    sid = ready.popleft()
+            while scheduler or executor:
+                while scheduler and executor.has_room():  # the rest wait here, not in a queue
+                    sid = scheduler.next()
                     job = self._start(self.workflow.steps[sid])
                     if job is None:
-                        finished(sid)
+                        scheduler.finished(sid)
                     else:
-                        running[pool.submit(self._execute, job)] = job
-                if running:
-                    done, _ = wait(running, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        job = running.pop(future)
+                        executor.submit(job, self._execute)
+                if executor:
+                    for job, future in executor.wait():
                         self._collect(job, future)
-                        finished(job.step.id)
+                        scheduler.finished(job.step.id)
         except KeyboardInterrupt:
-            self._drain(running)
+            self._drain(executor)
             raise
         finally:
-            pool.shutdown(wait=not self.abandoned, cancel_futures=True)
+            executor.shutdown(abandon=self.abandoned)
 
-    def _drain(self, running: dict[Future[StepOutput], _Job]) -> None:
+    def _drain(self, executor: ThreadExecutor[_Job, StepOutput]) -> None:
         """Interrupted: start nothing new, but keep what is already being paid for.
 
         Steps not yet started are cancelled. Calls in flight are waited for, so their results are
         stored; a second interrupt abandons them (their files are written atomically, or not at all).
         """
-        started = {f: job for f, job in running.items() if not f.cancel()}
+        started = executor.interrupt()
         if not started:
             return
-        names = ", ".join(job.step.id for job in started.values())
+        names = ", ".join(job.step.id for job in started)
         self.emit(
             Notice(
                 f"interrupted: waiting for {len(started)} running step(s) to finish "
@@ -189,8 +174,8 @@ class Runner:
             )
         )
         try:
-            for future in as_completed(started):
-                self._collect(started[future], future)
+            for job, future in executor.finishing():
+                self._collect(job, future)
         except KeyboardInterrupt:
             self.abandoned = True
 
@@ -201,14 +186,16 @@ class Runner:
         failed = [r.step for r in step.refs if r.step in self._failed]
         if failed:
             self._failed.add(step.id)
-            return self._report(step, Status.BLOCKED, f"input step {failed[0]} failed")
+            self._report(step, Status.BLOCKED, reason("input-failed", step=failed[0]))
+            return None
         unknown = [r.step for r in step.refs if r.step and self._done[r.step].digest is None]
         if unknown:  # only in a dry run: an upstream step would run, so this key is not known yet
-            return self._planned(step, f"input step {unknown[0]} will run", None)
+            self._planned(step, reason("input-will-run", step=unknown[0]), None)
+            return None
         inputs = self._input_digests(step)
         if inputs is None:
             return None
-        material = key_material(step, inputs, self.options.service)
+        material = key_material(step, inputs, self.service)
         key = step_key(material)
         forced = self.options.force_all or step.id in self.options.force
         decision = decide(
@@ -221,12 +208,13 @@ class Runner:
             lock_entry=self.lock.entries.get(step.id),
         )
         if self.options.dry_run:
-            return self._planned(step, decision.reason, key, decision)
+            self._planned(step, decision.reason, key, decision)
+            return None
         try:
             if decision.status is Status.CACHED:
                 if decision.adopt:
                     self._adopt(step, key)
-                return self._finish_step(
+                self._finish_step(
                     step,
                     key,
                     material,
@@ -236,8 +224,9 @@ class Runner:
                     decision.digest,
                     meta=decision.meta,
                 )
+                return None
             if decision.status is Status.RESTORE and self._restore(step, key):
-                return self._finish_step(
+                self._finish_step(
                     step,
                     key,
                     material,
@@ -247,20 +236,25 @@ class Runner:
                     decision.digest,
                     meta=decision.meta,
                 )
+                return None
         except OSError as exc:  # the output's folder is a file, the disk is full, ...
             self._failed.add(step.id)
             error = f"cannot write {step.output_rel} ({_os_error(exc)})"
-            return self._report(step, Status.FAILED, decision.reason, error=error)
-        reason = decision.reason if decision.status is Status.RUN else "stored result was corrupt"
+            self._report(step, Status.FAILED, decision.reason, error=error)
+            return None
+        why = decision.reason if decision.status is Status.RUN else reason("corrupt")
         if self._stopped_by is not None:
             self._failed.add(step.id)
-            return self._report(
-                step,
-                Status.BLOCKED,
-                f"not started: {self._stopped_by} failed and --fail-fast is set",
-            )
-        self.emit(StepStarted(step.id, step.kind.name, reason, step.uses_api))
-        return _Job(step, key, material, reason, inputs, forced)
+            self._report(step, Status.BLOCKED, reason("fail-fast", step=self._stopped_by))
+            return None
+        self.emit(StepStarted(step.id, step.kind.name, why, step.uses_api))
+        ctx = RunContext(
+            self.connection,
+            settings=SendSettings.of(step.params),
+            calls=StoreCallCache(self.store, self.service, refresh=forced),
+            notify=lambda message: self.emit(Notice(f"{step.id}: {message}", level="info")),
+        )
+        return _Job(step, key, material, why, inputs, forced, ctx)
 
     def _input_digests(self, step: Step) -> list[str] | None:
         digests = []
@@ -276,18 +270,23 @@ class Runner:
             if value is None:
                 self._failed.add(step.id)
                 self._report(
-                    step, Status.FAILED, "input file unreadable", error=f"{ref.text}: {problem}"
+                    step,
+                    Status.FAILED,
+                    reason("input-unreadable"),
+                    error=f"{ref.text}: {problem}",
                 )
                 return None
             digests.append(value)
         return digests
 
-    def _planned(self, step: Step, reason: str, key: str | None, decision: Decision | None = None):
+    def _planned(
+        self, step: Step, why: Reason, key: str | None, decision: Decision | None = None
+    ) -> None:
         """A dry run's verdict on ``step``: the status it would get, and the cost if it runs."""
         status = decision.status if decision else Status.RUN
         estimate = step.kind.estimate(step) if status is Status.RUN else Estimate()
         self._done[step.id] = _Done(key, decision.digest if decision else None)
-        self._report(step, status, reason, api_calls=estimate.api_calls, usd=estimate.usd, key=key)
+        self._report(step, status, why, api_calls=estimate.api_calls, usd=estimate.usd, key=key)
 
     def _adopt(self, step: Step, key: str) -> None:
         entry = self.lock.entries[step.id]
@@ -334,28 +333,31 @@ class Runner:
 
     def _make(self, job: _Job) -> StepOutput:
         """Gather the input bytes, run the kind, store and write the result."""
-        step = job.step
+        step, ctx = job.step, job.ctx
         images = []
         for ref, expected in zip(step.refs, job.inputs, strict=True):
-            data = self.store.blob(self._done[ref.step].key) if ref.step else ref.path.read_bytes()
+            data = self._input_bytes(ref.step, ref.path)
             if data is None or digest(data) != expected:
                 raise InputError(f"input {ref.text} changed while the run was going on")
             images.append(InputImage(ref.text, data))
-        ctx = RunContext(
-            self._get_provider,
-            notify=lambda message: self.emit(Notice(f"{step.id}: {message}", level="info")),
-            calls=StoreCallCache(self.store, self.options.service, refresh=job.forced),
-        )
         result = step.kind.run(step, images, ctx)
-        result.api_calls += ctx.api_calls
-        result.usd += ctx.usd
-        meta = {**result.meta, "step": step.id, "kind": step.kind.name, "summary": result.summary}
+        meta: dict[str, Any] = {"usage": ctx.tokens, "model_version": ctx.model_version}
+        if step.uses_api:
+            meta["attempts"] = ctx.api_calls
+        meta.update(result.meta, step=step.id, kind=step.kind.name, summary=result.summary)
         result.meta = self.store.put(job.key, result.data, meta, result.attachments)
         self._write(step, result.data, result.attachments)
         return result
 
+    def _input_bytes(self, step_id: str | None, path: Path | None) -> bytes | None:
+        if step_id is not None:
+            key = self._done[step_id].key
+            return None if key is None else stored_bytes(self.store, key)
+        assert path is not None  # a reference is a step or a file
+        return path.read_bytes()
+
     def _collect(self, job: _Job, future: Future[StepOutput]) -> None:
-        step = job.step
+        step, ctx = job.step, job.ctx
         seconds = time.monotonic() - job.started
         try:
             result = future.result()
@@ -365,27 +367,31 @@ class Runner:
             self._failed.add(step.id)
             if self.options.fail_fast and self._stopped_by is None:
                 self._stopped_by = step.id
-            calls = attempts_of(exc) if step.uses_api and isinstance(exc, StepError) else 0
             message = str(exc) if isinstance(exc, GemflowError) else _os_error(exc)
             self._report(
-                step, Status.FAILED, job.reason, error=message, seconds=seconds, api_calls=calls
+                step,
+                Status.FAILED,
+                job.reason,
+                error=message,
+                seconds=seconds,
+                api_calls=ctx.api_calls,
+                tokens=dict(ctx.tokens),
+                usd=ctx.usd,
             )
             return
         if job.reused:
-            reason = "made meanwhile by another gemflow run"
             self._finish_step(
                 step,
                 job.key,
                 job.material,
                 job.inputs,
                 Status.RESTORE,
-                reason,
+                reason("made-meanwhile"),
                 result.meta["digest"],
                 seconds=seconds,
                 meta=result.meta,
             )
             return
-        usage = result.meta.get("usage") or {}
         self._finish_step(
             step,
             job.key,
@@ -395,10 +401,10 @@ class Runner:
             job.reason,
             result.meta["digest"],
             meta=result.meta,
-            api_calls=result.api_calls,
-            tokens=usage,
+            api_calls=ctx.api_calls,
+            tokens=result.meta.get("usage") or {},
             seconds=seconds,
-            usd=result.usd,
+            usd=ctx.usd,
             model_version=result.meta.get("model_version"),
             result=result.summary,
         )
@@ -412,7 +418,7 @@ class Runner:
         material: dict[str, Any],
         inputs: list[str],
         status: Status,
-        reason: str,
+        why: Reason,
         output_digest: str | None,
         *,
         model_version: str | None = None,
@@ -439,14 +445,14 @@ class Runner:
             attachments=dict(meta.get("attachments") or {}),
         )
         fresh_tokens = tokens if status is Status.RUN else {}
-        self._report(step, status, reason, key=key, tokens=dict(fresh_tokens or {}), **report)
+        self._report(step, status, why, key=key, tokens=dict(fresh_tokens or {}), **report)
 
-    def _report(self, step: Step, status: Status, reason: str, **fields: Any) -> None:
+    def _report(self, step: Step, status: Status, why: Reason, **fields: Any) -> None:
         report = StepReport(
             id=step.id,
             kind=step.kind.name,
             status=status,
-            reason=reason,
+            reason=why,
             output=step.output_rel,
             **fields,
         )
@@ -462,17 +468,7 @@ class Runner:
         latest.entries = entries
         latest.save()
 
-    def _get_provider(self) -> Any:
-        with self._provider_lock:
-            if self._provider is None:
-                if self._provider_factory is None:
-                    raise StepError("this run has no API provider")
-                self._provider = self._provider_factory()
-            return self._provider
-
     def _finish(self) -> None:
-        if self._provider is not None:
-            self._provider.close()
         for key in self.store.corrupt:
             self.emit(Notice(f"dropped a corrupt cache entry ({key})"))
         if not self.options.dry_run:
@@ -490,13 +486,18 @@ def _os_error(exc: OSError) -> str:
 
 def run_workflow(
     workflow: Workflow,
-    store: Store,
+    store: ResultStore,
     options: RunOptions,
     *,
-    provider_factory: ProviderFactory | None = None,
+    connection: Connection | None = None,
     emit: Callable[[Event], None] | Iterable[Callable[[Event], None]] = (),
 ) -> RunSummary:
-    """Run (or with ``options.dry_run``, plan) ``workflow``; every event goes to each of ``emit``."""
+    """Run (or with ``options.dry_run``, plan) ``workflow``; every event goes to each of ``emit``.
+
+    ``connection`` is where API calls go and whose answers they are (its ``service`` is in every
+    API step's key); by default Google's API with the key from the environment, looked up only
+    when a request is about to be sent. A connection passed in is the caller's to close.
+    """
     listeners = [emit] if callable(emit) else list(emit)
     lock = threading.Lock()  # steps may notify from worker threads
 
@@ -505,5 +506,7 @@ def run_workflow(
             for listener in listeners:
                 listener(event)
 
-    runner = Runner(workflow, store, options, provider_factory=provider_factory, emit=broadcast)
-    return runner.run()
+    with contextlib.ExitStack() as owned:
+        if connection is None:
+            connection = owned.enter_context(Connection.google())
+        return Runner(workflow, store, options, connection, emit=broadcast).run()

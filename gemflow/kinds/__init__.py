@@ -1,6 +1,8 @@
 """Step kinds, registered in this one place. Adding a kind: write its module, add it here."""
 
-from gemflow.kinds.base import StepKind
+from collections.abc import Mapping
+
+from gemflow.kinds.base import Field, StepKind
 from gemflow.kinds.composite import Composite
 from gemflow.kinds.edit import Edit
 from gemflow.kinds.generate import Generate
@@ -11,4 +13,10 @@ KINDS: dict[str, StepKind] = {
     kind.name: kind for kind in (Generate(), Edit(), Composite(), Resize(), Probe())
 }
 
-__all__ = ["KINDS", "StepKind"]
+
+def defaults_fields(kinds: Mapping[str, StepKind] = KINDS) -> dict[str, Field]:
+    """Every key the workflow's ``defaults:`` may set: what any kind takes from there."""
+    return {name: spec for kind in kinds.values() for name, spec in kind.defaults.items()}
+
+
+__all__ = ["KINDS", "StepKind", "defaults_fields"]

@@ -7,12 +7,16 @@ validates a step's keys against ``fields`` (types, required, choices, typos) and
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+from gemflow.errors import GemflowError, StepError
+from gemflow.providers.base import SendSettings
+
 if TYPE_CHECKING:
     from gemflow.providers.base import ApiRequest, ApiResponse
+    from gemflow.providers.connection import Connection
     from gemflow.workflow import Step
 
 IMAGE_FORMATS = ("png", "webp", "jpeg")
@@ -42,7 +46,28 @@ class Field:
     maximum: float | None = None
     in_key: bool = True  # False: cannot change the picture (e.g. a description), so not in the key
     default: Any = None  # what an unset key means: writing it out must not change the key
+    on_step: bool = True  # False: only the workflow's defaults may set it (a run-wide setting)
     doc: str = ""
+
+
+# How to send, not what: none of these can change the picture, so none is in the key. Every kind
+# that sends takes them, on the step or from the workflow's defaults. Defaults and limits:
+# gemflow/providers/resilient.py and gemflow/providers/base.py.
+SEND_FIELDS: Mapping[str, Field] = {
+    "retries": Field(
+        "int", minimum=0, maximum=20, in_key=False, doc="retries after a 429, 5xx or timeout (5)"
+    ),
+    "timeout": Field(
+        "number", minimum=0.1, maximum=3600, in_key=False, doc="seconds to wait for an answer (180)"
+    ),
+    "rpm": Field(
+        "number",
+        minimum=0.1,
+        in_key=False,
+        on_step=False,
+        doc="requests per minute to a model, for the whole run (in defaults only)",
+    ),
+}
 
 
 @dataclass
@@ -52,14 +77,13 @@ class StepOutput:
     ``attachments`` are further files written beside the output (names relative to the output's
     folder, e.g. ``check.probe/sheet.png``); they are stored, restored and locked with it.
     ``summary`` is a small JSON-able result shown in ``--json`` output (a probe's verdict, say).
+    What the step's requests cost is counted by the ``RunContext`` that sent them.
     """
 
     data: bytes
     meta: dict[str, Any] = field(default_factory=dict)
-    api_calls: int = 0
     attachments: dict[str, bytes] = field(default_factory=dict)
     summary: dict[str, Any] | None = None
-    usd: float = 0.0  # what the requests this step sent cost, by the model table
 
 
 @dataclass(frozen=True)
@@ -70,63 +94,89 @@ class InputImage:
     data: bytes
 
 
+@dataclass(frozen=True)
+class Call:
+    """One request a step wants answered.
+
+    ``sample`` set: the answer is cached on its own, as that sample of the request (for steps that
+    make several calls, so a rerun or more samples pay only for what is new). None: the step's
+    result is what is cached.
+    """
+
+    request: ApiRequest
+    sample: int | None = None
+
+
+# An API kind's work as data: it yields the calls it needs (all it can know of at that point),
+# receives their answers in the same order, and returns its output. The thread-pool runner answers
+# each batch of calls as it comes; another executor may gather the calls of many steps first.
+Exchange = Generator[list[Call], list["ApiResponse"], StepOutput]
+
+
 class RunContext:
-    """What a running step may use. The provider is created on first use (it imports google-genai)."""
+    """What a running step may use, and the one way any step sends a request (``send``).
+
+    Every request goes with the step's ``settings`` (retries, rate limit, timeout), and is counted
+    here once: requests sent (retries included), tokens and cost. Providers come from
+    ``connection``, made on first use (that imports the SDK).
+    """
 
     def __init__(
         self,
-        provider_factory: Callable[[], Any] | None = None,
-        notify: Callable[[str], None] = lambda message: None,
-        calls: CallCache | None = None,
-    ) -> None:
-        self._provider_factory = provider_factory
-        self.notify = notify  # tell the user something now (a long wait, say); thread-safe
-        self._calls = calls
-        self.api_calls = 0  # requests this step sent through ``call``
-        self.usd = 0.0  # and what they cost
-
-    def provider(self) -> Any:
-        if self._provider_factory is None:
-            raise RuntimeError("this run has no API provider")
-        return self._provider_factory()
-
-    def call(
-        self,
-        request: ApiRequest,
+        connection: Connection | None = None,
         *,
-        sample: int = 0,
-        retries: int | None = None,
-        rpm: float | None = None,
-    ) -> ApiResponse:
-        """Send ``request`` unless an answer to it (the same request, the same sample number) is
-        cached. For steps that make several calls: each is cached on its own, so asking for more
-        samples pays only for the new ones. Transient failures are retried (``retries``, ``rpm``:
-        the step's settings)."""
-        from gemflow.errors import GemflowError
-        from gemflow.models import spent
-        from gemflow.providers.resilient import attempts_of, resilient, with_attempts
+        settings: SendSettings | None = None,
+        calls: CallCache | None = None,
+        notify: Callable[[str], None] = lambda message: None,
+    ) -> None:
+        self._connection = connection
+        self._settings = settings
+        self._calls = calls
+        self.notify = notify  # tell the user something now (a long wait, say); thread-safe
+        self.api_calls = 0  # requests sent, retries included
+        self.usd = 0.0  # what they cost, by the model table
+        self.tokens: dict[str, int] = {}  # the usage the API reported for them
+        self.model_version: str | None = None  # of the first image answer
 
-        if self._calls is not None:
-            cached = self._calls.get(request, sample)
-            if cached is not None:
-                return cached
-        try:
-            sent = resilient(self.provider()).send(
-                request, retries=retries, rpm=rpm, notify=self.notify
-            )
-        except GemflowError as error:  # the step fails: report every request it sent, not one
-            self.api_calls += attempts_of(error)
-            raise with_attempts(error, self.api_calls) from None
-        response = sent.response
-        self.api_calls += sent.attempts
-        self.usd += spent(request, response.usage)
-        if self._calls is not None:
-            self._calls.put(request, sample, response)
+    def send(self, call: Call) -> ApiResponse:
+        """The answer to ``call``: from the per-call cache when ``call.sample`` is set and it holds
+        one, else sent now. Transient failures are retried as the step's settings say; an error
+        is raised after counting every request it took."""
+        from gemflow.models import spent
+        from gemflow.providers.resilient import attempts_of
+
+        request = call.request
+        cacheable = call.sample is not None and self._calls is not None
+        response = self._calls.get(request, call.sample) if cacheable else None  # type: ignore[union-attr,arg-type]
+        if response is None:
+            if self._connection is None:
+                raise StepError("this run has no connection to an API")
+            settings = self._settings or SendSettings()
+            try:
+                sent = self._connection.provider(request.model).send(
+                    request,
+                    retries=settings.retries,
+                    rpm=settings.rpm,
+                    timeout=settings.timeout,
+                    notify=self.notify,
+                )
+            except GemflowError as error:
+                self.api_calls += attempts_of(error)
+                raise
+            response = sent.response
+            self.api_calls += sent.attempts
+            self.usd += spent(request, response.usage)
+            for name, count in response.usage.items():
+                self.tokens[name] = self.tokens.get(name, 0) + count
+            if cacheable:
+                self._calls.put(request, call.sample, response)  # type: ignore[union-attr,arg-type]
+        if "IMAGE" in request.modalities and self.model_version is None:
+            self.model_version = response.model_version
         return response
 
 
 class CallCache(Protocol):
-    """Answers to single API calls, by request and sample number (see ``RunContext.call``)."""
+    """Answers to single API calls, by request and sample number (see ``Call``)."""
 
     def get(self, request: ApiRequest, sample: int) -> ApiResponse | None: ...
 
@@ -148,6 +198,9 @@ class StepKind:
     # The kind's identity in the cache key; kinds that would send the same request share one.
     key_kind: ClassVar[str | None] = None
     fields: ClassVar[Mapping[str, Field]]
+    # The keys of the workflow's ``defaults:`` that this kind takes (each also one of ``fields``,
+    # unless it may be set only there, like a run-wide rate limit).
+    defaults: ClassVar[Mapping[str, Field]] = {}
     # Parameters whose values reference inputs (step ids or files), in the order inputs are passed.
     reference_fields: ClassVar[Sequence[str]] = ()
 
@@ -161,6 +214,11 @@ class StepKind:
             elif isinstance(value, list):
                 refs.extend(v for v in value if isinstance(v, str))
         return refs
+
+    def resolve(self, params: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+        """The step's parameters with the workflow's defaults that this kind takes filled in."""
+        taken = {key: value for key, value in defaults.items() if key in self.defaults}
+        return {**taken, **params}
 
     def check(self, params: Mapping[str, Any]) -> list[tuple[str | None, str]]:
         """Problems beyond per-field types, as (key or None, message) pairs."""
@@ -199,3 +257,24 @@ class StepKind:
 
     def run(self, step: Step, inputs: Sequence[InputImage], ctx: RunContext) -> StepOutput:
         raise NotImplementedError
+
+
+class ApiKind(StepKind):
+    """A kind whose steps send requests. It says which, as data (``exchange``); ``run`` answers
+    them through the context, the one way to send."""
+
+    uses_api: ClassVar[bool] = True
+
+    def exchange(self, step: Step, inputs: Sequence[InputImage]) -> Exchange:
+        raise NotImplementedError
+
+    def run(self, step: Step, inputs: Sequence[InputImage], ctx: RunContext) -> StepOutput:
+        exchange = self.exchange(step, inputs)
+        answers: list[ApiResponse] | None = None
+        try:
+            while True:
+                calls = exchange.send(answers)  # type: ignore[arg-type]  # the first is None
+                answers = [ctx.send(call) for call in calls]
+        except StopIteration as done:
+            output: StepOutput = done.value
+            return output

@@ -8,32 +8,31 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from gemflow.errors import NoImageError
-from gemflow.kinds.base import Estimate, Field, InputImage, RunContext, StepKind, StepOutput
-from gemflow.models import model_info, spent
+from gemflow.kinds.base import (
+    SEND_FIELDS,
+    ApiKind,
+    Call,
+    Estimate,
+    Exchange,
+    Field,
+    InputImage,
+    StepOutput,
+)
+from gemflow.models import model_info
 
 if TYPE_CHECKING:
     from gemflow.providers.base import ApiRequest, ApiResponse
     from gemflow.workflow import Step
 
-# Keys that `defaults:` may set for every API step.
-API_DEFAULTS: Mapping[str, Field] = {
-    "model": Field("str", doc="model id; see gemflow/data/models.toml"),
+# Keys that `defaults:` may set for every Gemini image step.
+IMAGE_DEFAULTS: Mapping[str, Field] = {
+    "model": Field("str", required=True, doc="model id; see gemflow/data/models.toml"),
     "system": Field("str", doc="system instruction"),
     "aspect_ratio": Field("str", doc='e.g. "16:9" (quoted or not)'),
     "image_size": Field("scalar", doc='"512", "1K", "2K" or "4K" as the model allows'),
     "temperature": Field("number", minimum=0, maximum=2),
     "seed": Field("int"),
-    # How to send, not what: none of these can change the picture, so none is in the key.
-    # Defaults and limits: gemflow/providers/resilient.py and gemflow/providers/base.py.
-    "retries": Field(
-        "int", minimum=0, maximum=20, in_key=False, doc="retries after a 429, 5xx or timeout (5)"
-    ),
-    "timeout": Field(
-        "number", minimum=0.1, maximum=3600, in_key=False, doc="seconds to wait for an answer (180)"
-    ),
-    "rpm": Field(
-        "number", minimum=0.1, in_key=False, doc="requests per minute to a model, for the whole run"
-    ),
+    **SEND_FIELDS,
 }
 
 _MAGIC = (
@@ -69,10 +68,10 @@ def _api_image(image: InputImage) -> tuple[bytes, str]:
     return for_api(image.data, source=image.ref)
 
 
-class GeminiImageKind(StepKind):
+class GeminiImageKind(ApiKind):
     """A step that sends one request to a Gemini image model and keeps the image it returns."""
 
-    uses_api: ClassVar[bool] = True
+    defaults = IMAGE_DEFAULTS
     # generate and edit send the same request for the same parameters: one key identity for both.
     key_kind: ClassVar[str] = "gemini-image"
     images_required: ClassVar[bool] = False
@@ -81,8 +80,7 @@ class GeminiImageKind(StepKind):
     @functools.cached_property
     def fields(self) -> Mapping[str, Field]:  # type: ignore[override]
         return {
-            # rpm is a run-wide limit per model: set in `defaults:`, not on a step
-            **{key: spec for key, spec in API_DEFAULTS.items() if key != "rpm"},
+            **IMAGE_DEFAULTS,
             "prompt": Field("str", required=True),
             "images": Field(
                 "refs", required=self.images_required, doc="step ids or files, in order"
@@ -159,28 +157,19 @@ class GeminiImageKind(StepKind):
             image_size=p.get("image_size"),
             temperature=p.get("temperature"),
             seed=p.get("seed"),
-            timeout=p.get("timeout"),
         )
 
-    def run(self, step: Step, inputs: Sequence[InputImage], ctx: RunContext) -> StepOutput:
-        from gemflow.providers.resilient import resilient, with_attempts
-
+    def exchange(self, step: Step, inputs: Sequence[InputImage]) -> Exchange:
         request = self.build_request(step, inputs)
-        p = step.params
-        sent = resilient(ctx.provider()).send(
-            request, retries=p.get("retries"), rpm=p.get("rpm"), notify=ctx.notify
-        )
-        response = sent.response
+        [response] = yield [Call(request)]
         if response.image is None:  # a refusal is an answer: never retried, never cached
             reason = response.block_reason or response.finish_reason or "no image part"
             if reason == "STOP":
                 reason = "text only"
-            raise with_attempts(NoImageError(reason, " ".join(response.texts)), sent.attempts)
+            raise NoImageError(reason, " ".join(response.texts))
         return StepOutput(
             data=_as_png(response.image, response.mime_type),
-            meta={**_meta(request, response), "attempts": sent.attempts},
-            api_calls=sent.attempts,  # requests sent, retries included: totals stay honest
-            usd=spent(request, response.usage),
+            meta=_meta(request, response),
         )
 
 

@@ -1,7 +1,7 @@
 """``probe``: does the service rewrite my prompt? Sends the probe battery, reads the images back,
 and writes a verdict with its evidence as ``<step>.probe.json`` (the method is ``gemflow.probe``).
 
-Every probe and reader call goes through ``RunContext.call`` with its sample number: a rerun sends
+Every probe and reader call is a ``Call`` with its sample number, cached on its own: a rerun sends
 nothing, ``--force`` asks again, and raising ``repeat`` pays only for the new samples.
 """
 
@@ -10,25 +10,35 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from gemflow.kinds.base import Estimate, Field, InputImage, RunContext, StepKind, StepOutput
+from gemflow.kinds.base import (
+    SEND_FIELDS,
+    ApiKind,
+    Estimate,
+    Exchange,
+    Field,
+    InputImage,
+    StepOutput,
+)
 from gemflow.models import default_reader, model_info, reader_models
 from gemflow.probe.battery import DEFAULT_PROMPT, PROBE_NAMES, PROBES, canary_for, quoted_text
 from gemflow.probe.reading import INSTALL_TESSERACT, TESSERACT, tesseract_missing
 
 if TYPE_CHECKING:
     from gemflow.probe.method import Plan
-    from gemflow.providers.base import ApiRequest, ApiResponse
     from gemflow.workflow import Step
 
 LONG_PROMPT_WORDS = 40
 LONG_PROMPT_WHY = "image models set long text poorly, and garbled text reads as rewritten"
 
 
-class Probe(StepKind):
+_MODEL = Field("str", required=True, doc="the image model to probe; see gemflow/data/models.toml")
+
+
+class Probe(ApiKind):
     name = "probe"
-    uses_api = True
+    defaults: ClassVar[Mapping[str, Field]] = {"model": _MODEL, **SEND_FIELDS}
     fields: ClassVar[Mapping[str, Field]] = {
-        "model": Field("str", doc="the image model to probe; see gemflow/data/models.toml"),
+        "model": _MODEL,
         "prompt": Field("str", doc="the prompt under test (default: a neutral one)"),
         "probes": Field("list", doc=f"which probes, in order (default: {', '.join(PROBE_NAMES)})"),
         "repeat": Field("int", minimum=1, maximum=20, doc="samples to take; the majority decides"),
@@ -36,6 +46,7 @@ class Probe(StepKind):
             "str", doc="a text model id (default: [readers] in models.toml) or tesseract"
         ),
         "description": Field("str", in_key=False),
+        **SEND_FIELDS,
     }
 
     def output_format(self, params: Mapping[str, Any], suffix: str | None) -> str:
@@ -100,41 +111,20 @@ class Probe(StepKind):
             repeat=_repeat(params),
         )
 
-    def run(self, step: Step, inputs: Sequence[InputImage], ctx: RunContext) -> StepOutput:
-        from gemflow.probe.method import run_battery
+    def exchange(self, step: Step, inputs: Sequence[InputImage]) -> Exchange:
+        from gemflow.probe.method import battery
         from gemflow.probe.reading import make_reader
         from gemflow.probe.report import build_report, encode_report, files
 
-        calls = _Calls(ctx)
-        reader = make_reader(_reader(step.params), calls)  # a missing OCR fails before any call
-        outcome = run_battery(self.plan(step.params), calls, reader)
+        reader = make_reader(_reader(step.params))  # a missing OCR fails before any call
+        outcome = yield from battery(self.plan(step.params), reader)
         report = build_report(outcome, step_id=step.id, reader=reader.name)
         verdict = outcome.verdict
         return StepOutput(
             data=encode_report(report),
-            meta={"usage": calls.usage, "model_version": calls.model_version},
             attachments=files(outcome, step.id),
             summary={"verdict": verdict.verdict, "confidence": verdict.confidence},
         )
-
-
-class _Calls:
-    """``ctx.call`` that also tallies what this run actually sent (cached answers cost nothing)."""
-
-    def __init__(self, ctx: RunContext) -> None:
-        self.ctx = ctx
-        self.usage: dict[str, int] = {}
-        self.model_version: str | None = None
-
-    def __call__(self, request: ApiRequest, sample: int) -> ApiResponse:
-        sent_before = self.ctx.api_calls
-        response = self.ctx.call(request, sample=sample)
-        if self.ctx.api_calls > sent_before:
-            for name, count in response.usage.items():
-                self.usage[name] = self.usage.get(name, 0) + count
-        if "IMAGE" in request.modalities and self.model_version is None:
-            self.model_version = response.model_version
-        return response
 
 
 def _reader_problem(reader: str) -> str | None:

@@ -1,17 +1,19 @@
 """Run the probe battery: send each probe, read its image back, compare, judge, and decide.
 
-Every API call goes through ``call(request, sample)`` — the step's per-call cache — so a rerun sends
+The battery is a plan of calls, as data: first every probe of every sample, then a reading of each
+image that came back. Each is a ``Call`` with its sample number, cached on its own, so a rerun sends
 nothing, ``--force`` asks again, and each of ``repeat`` samples is its own cached call.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Generator
 from dataclasses import dataclass, field
 
+from gemflow.kinds.base import Call
 from gemflow.probe.battery import PROBES, ProbeSpec
 from gemflow.probe.compare import Comparison, compare, unexplained_words
-from gemflow.probe.reading import Reader
+from gemflow.probe.reading import Picture, Reader
 from gemflow.probe.verdict import (
     MIN_HIDDEN_WORDS,
     Finding,
@@ -40,7 +42,7 @@ REFUSALS = frozenset(
     }
 )
 
-Call = Callable[[ApiRequest, int], ApiResponse]
+Battery = Generator[list[Call], list[ApiResponse], "Outcome"]
 
 
 @dataclass(frozen=True)
@@ -94,30 +96,42 @@ class Outcome:
     verdict: Verdict
 
 
-def run_battery(plan: Plan, call: Call, reader: Reader) -> Outcome:
-    """Probe ``plan.repeat`` times and decide."""
-    samples = [_run_sample(plan, call, reader, n) for n in range(plan.repeat)]
+def battery(plan: Plan, reader: Reader) -> Battery:
+    """Probe ``plan.repeat`` times and decide: yields the calls it needs, phase by phase."""
+    asked = [(sample, spec) for sample in range(plan.repeat) for spec in plan.specs()]
+    answers = yield [Call(plan.request(spec), sample=sample) for sample, spec in asked]
+    results = [
+        _result(spec, sample, answer) for (sample, spec), answer in zip(asked, answers, strict=True)
+    ]
+    shown = [r for r in results if r.image is not None]
+    pictures = [Picture(r.image or b"", r.mime_type or "image/png", r.sample) for r in shown]
+    calls = reader.calls(pictures)
+    readings = (yield calls) if calls else []
+    for result, text in zip(shown, reader.texts(pictures, readings), strict=True):
+        _compare(plan, PROBES[result.probe], result, text)
+    samples = [
+        _judge_sample(plan, [r for r in results if r.sample == n], n) for n in range(plan.repeat)
+    ]
     return Outcome(plan, samples, majority([s.verdict for s in samples]))
 
 
-def _run_sample(plan: Plan, call: Call, reader: Reader, sample: int) -> Sample:
-    results: list[ProbeResult] = []
+def _judge_sample(plan: Plan, results: list[ProbeResult], sample: int) -> Sample:
+    """Judge one sample's results, the control first: what it shows decides how much the "before"
+    probe is worth."""
     control_invents = False
     remarks: list[str] = []
-    for spec in plan.specs():
-        result = _probe(plan, spec, call, reader, sample)
+    for result in results:  # in plan.specs() order: the control first
+        spec = PROBES[result.probe]
         result.finding = _judge(plan, spec, result, control_invents=control_invents)
         if spec.shows == "control":
             control_invents = len(result.unexplained) >= MIN_HIDDEN_WORDS
             remarks.append(f"{spec.name} (control): {result.finding.note}")
-        results.append(result)
-    results.sort(key=lambda r: plan.probes.index(r.probe))
+    results = sorted(results, key=lambda r: plan.probes.index(r.probe))
     findings = {r.probe: r.finding for r in results}
     return Sample(sample, results, judge_sample(findings, remarks))
 
 
-def _probe(plan: Plan, spec: ProbeSpec, call: Call, reader: Reader, sample: int) -> ProbeResult:
-    response = call(plan.request(spec), sample)
+def _result(spec: ProbeSpec, sample: int, response: ApiResponse) -> ProbeResult:
     result = ProbeResult(
         probe=spec.name,
         sample=sample,
@@ -126,18 +140,21 @@ def _probe(plan: Plan, spec: ProbeSpec, call: Call, reader: Reader, sample: int)
         block_reason=response.block_reason,
         model_text=list(response.texts),
     )
-    if response.image is None:
-        return result
-    result.image, result.mime_type = response.image, response.mime_type or "image/png"
-    result.read = reader.read(result.image, result.mime_type, sample)
-    if result.read is None:
-        return result
+    if response.image is not None:
+        result.image, result.mime_type = response.image, response.mime_type or "image/png"
+    return result
+
+
+def _compare(plan: Plan, spec: ProbeSpec, result: ProbeResult, read: str | None) -> None:
+    """Record what was read off ``result``'s image and how it compares with what was asked."""
+    result.read = read
+    if read is None:
+        return
     if spec.shows in ("context", "control"):
-        result.unexplained = unexplained_words(result.read, spec.prompt(plan.quoted))
+        result.unexplained = unexplained_words(read, spec.prompt(plan.quoted))
     else:
         canary = plan.canary if spec.shows == "quoted" else None
-        result.comparison = compare(spec.expected(plan.quoted), result.read, canary)
-    return result
+        result.comparison = compare(spec.expected(plan.quoted), read, canary)
 
 
 def classify(response: ApiResponse) -> str:

@@ -1,19 +1,21 @@
 """Readers: what turns a probe's image back into text.
 
-The default reader is a Gemini text model reached through the same client (and the same per-call
+The default reader is a Gemini text model, asked through the same send path (and the same per-call
 cache) as the probes; ``tesseract`` runs local OCR through the ``tesseract`` program, when it is on
-PATH. A reader returns the text it read, ``""`` when the image shows none, or None when it could not
+PATH. A reader says which calls it needs for a set of images (none, for OCR), then turns their
+answers into texts: the text it read, ``""`` when the image shows none, or None when it could not
 say (a refusal).
 """
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from gemflow.errors import StepError
+from gemflow.kinds.base import Call
 from gemflow.providers.base import ApiRequest, ApiResponse
 
 TESSERACT = "tesseract"
@@ -30,13 +32,28 @@ INSTALL_TESSERACT = (
     "read with a Gemini text model"
 )
 
-Call = Callable[[ApiRequest, int], ApiResponse]  # one cached API call: (request, sample)
+
+@dataclass(frozen=True)
+class Picture:
+    """An image to read: its bytes, type, and the sample it belongs to."""
+
+    data: bytes
+    mime_type: str
+    sample: int
 
 
 class Reader(Protocol):
     name: str  # a model id, or "tesseract"
 
-    def read(self, image: bytes, mime_type: str, sample: int) -> str | None: ...
+    def calls(self, pictures: Sequence[Picture]) -> list[Call]:
+        """The API calls reading ``pictures`` takes, cached per sample; none for local OCR."""
+        ...
+
+    def texts(
+        self, pictures: Sequence[Picture], answers: Sequence[ApiResponse]
+    ) -> list[str | None]:
+        """What each picture shows, from the answers to ``calls`` (in order)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -44,7 +61,14 @@ class ModelReader:
     """A Gemini text model asked to transcribe the image (a TEXT-only request carrying it)."""
 
     name: str
-    call: Call
+
+    def calls(self, pictures: Sequence[Picture]) -> list[Call]:
+        return [Call(self.request(p.data, p.mime_type), sample=p.sample) for p in pictures]
+
+    def texts(
+        self, pictures: Sequence[Picture], answers: Sequence[ApiResponse]
+    ) -> list[str | None]:
+        return [self.text(answer) for answer in answers]
 
     def request(self, image: bytes, mime_type: str) -> ApiRequest:
         return ApiRequest(
@@ -55,8 +79,8 @@ class ModelReader:
             modalities=("TEXT",),
         )
 
-    def read(self, image: bytes, mime_type: str, sample: int) -> str | None:
-        response = self.call(self.request(image, mime_type), sample)
+    @staticmethod
+    def text(response: ApiResponse) -> str | None:
         text = "\n".join(response.texts).strip()
         if response.block_reason or not text:
             return None
@@ -81,7 +105,15 @@ class TesseractReader:
             )
         return cls(program)
 
-    def read(self, image: bytes, mime_type: str, sample: int) -> str | None:
+    def calls(self, pictures: Sequence[Picture]) -> list[Call]:
+        return []
+
+    def texts(
+        self, pictures: Sequence[Picture], answers: Sequence[ApiResponse]
+    ) -> list[str | None]:
+        return [self.read(p.data) for p in pictures]
+
+    def read(self, image: bytes) -> str:
         import subprocess  # only when OCR runs: keeps loading workflows light
 
         try:
@@ -102,9 +134,9 @@ class TesseractReader:
         return done.stdout.decode(errors="replace").strip()
 
 
-def make_reader(name: str, call: Call) -> Reader:
+def make_reader(name: str) -> Reader:
     """The reader called ``name``: "tesseract", else a text model id."""
-    return TesseractReader.find() if name == TESSERACT else ModelReader(name, call)
+    return TesseractReader.find() if name == TESSERACT else ModelReader(name)
 
 
 def tesseract_missing() -> bool:

@@ -7,6 +7,7 @@ against gemflow's emulator over loopback, so there is no second, fake implementa
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -30,9 +31,6 @@ class ApiRequest:
     temperature: float | None = None
     seed: int | None = None
     modalities: tuple[str, ...] = ("TEXT", "IMAGE")
-    # Seconds to wait for the answer (None: the provider's default). How long we wait cannot change
-    # the picture, so it is not part of ``describe()``, nor of any key built from it.
-    timeout: float | None = None
 
     def describe(self) -> dict[str, Any]:
         """The request as recorded in the cache: every field, images by digest (never the key)."""
@@ -66,11 +64,35 @@ class ApiResponse:
     usage: dict[str, int] = field(default_factory=dict)
 
 
-class Provider(Protocol):
-    """Sends requests. ``generate`` raises ``ApiError`` when the API refuses or cannot be reached
-    (its ``retryable`` and ``retry_delay`` say whether and when to try again); an answer without an
-    image is returned, not raised. ``gemflow.providers.resilient`` adds retries and rate limits."""
+@dataclass(frozen=True)
+class SendSettings:
+    """How to send a step's requests, never what: none of this can change a picture, so none of it
+    is in a key. ``None``: the default (see ``gemflow.providers.resilient``, ``DEFAULT_TIMEOUT``)."""
 
-    def generate(self, request: ApiRequest) -> ApiResponse: ...
+    retries: int | None = None  # retries after a 429, 5xx, timeout or lost connection
+    rpm: float | None = None  # requests per minute to one model, across the run
+    timeout: float | None = None  # seconds to wait for one answer
+
+    @classmethod
+    def of(cls, params: Mapping[str, Any]) -> SendSettings:
+        """The settings a step's resolved parameters ask for."""
+        return cls(params.get("retries"), params.get("rpm"), params.get("timeout"))
+
+
+class Provider(Protocol):
+    """Sends requests to one API. ``generate`` raises ``ApiError`` when the API refuses or cannot be
+    reached (its ``retryable`` and ``retry_delay`` say whether and when to try again); an answer
+    without an image is returned, not raised. ``gemflow.providers.resilient`` adds retries and
+    rate limits.
+
+    ``service`` is who answers, as the cache key records it: None for Google's own endpoint, else
+    a name ("emulator") or the endpoint's URL. A provider owns it, so that answers from one service
+    can never be stored as another's.
+    """
+
+    @property
+    def service(self) -> str | None: ...
+
+    def generate(self, request: ApiRequest, *, timeout: float | None = None) -> ApiResponse: ...
 
     def close(self) -> None: ...

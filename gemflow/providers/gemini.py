@@ -19,6 +19,7 @@ from google.genai import types
 
 from gemflow.errors import ApiError, ConfigError
 from gemflow.providers.base import DEFAULT_TIMEOUT, ApiRequest, ApiResponse
+from gemflow.providers.registry import service_of
 
 KEY_VARIABLES = ("GOOGLE_API_KEY", "GEMINI_API_KEY")  # the SDK's own order
 
@@ -48,9 +49,10 @@ def _transport_errors(name: str = "TransportError") -> tuple[type[BaseException]
 class GeminiProvider:
     """One google-genai client for a whole run; thread-safe for concurrent steps.
 
-    ``timeout`` is the seconds to wait for an answer when a request sets none (``None``: forever,
+    ``timeout`` is the seconds to wait for an answer when a call sets none (``None``: forever,
     the SDK's default). The SDK's own retries stay off: ``gemflow.providers.resilient`` retries,
-    honouring the server's delay, which the SDK's retries ignore.
+    honouring the server's delay, which the SDK's retries ignore. ``service`` is who answers, for
+    the cache key: by default the base URL (None, Google, when there is none).
     """
 
     def __init__(
@@ -59,9 +61,11 @@ class GeminiProvider:
         *,
         base_url: str | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
+        service: str | None = None,
     ):
         self._secret = api_key
         self._timeout = timeout
+        self.service = service if service is not None else service_of(base_url)
         options = types.HttpOptions(base_url=base_url, timeout=_milliseconds(timeout))
         # Keep the reference: a client that is garbage-collected closes its HTTP pool under us.
         self._client = genai.Client(api_key=api_key, http_options=options)
@@ -71,7 +75,7 @@ class GeminiProvider:
     def close(self) -> None:
         self._client.close()
 
-    def generate(self, request: ApiRequest) -> ApiResponse:
+    def generate(self, request: ApiRequest, *, timeout: float | None = None) -> ApiResponse:
         contents: list[Any] = [request.prompt]
         contents += [
             types.Part.from_bytes(data=data, mime_type=mime) for data, mime in request.images
@@ -82,14 +86,14 @@ class GeminiProvider:
                 aspect_ratio=request.aspect_ratio, image_size=request.image_size
             )
         # Per call, so each step can set its own; the client's timeout applies otherwise.
-        per_call = types.HttpOptions(timeout=_milliseconds(request.timeout))
+        per_call = types.HttpOptions(timeout=_milliseconds(timeout))
         config = types.GenerateContentConfig(
             response_modalities=list(request.modalities),
             image_config=image_config,
             system_instruction=request.system,
             temperature=request.temperature,
             seed=request.seed,
-            http_options=per_call if request.timeout else None,
+            http_options=per_call if timeout else None,
         )
         try:
             response = self._client.models.generate_content(
@@ -99,7 +103,7 @@ class GeminiProvider:
             raise self._api_error(exc) from None
         except self._transport_errors as exc:
             kind = type(exc).__name__
-            waited = request.timeout or self._timeout
+            waited = timeout or self._timeout
             if isinstance(exc, self._timeout_errors) and waited:
                 raise ApiError(f"no answer within {waited:g} s ({kind})") from None
             raise ApiError(self._redact(f"could not reach the API ({kind}: {exc})")) from None

@@ -220,10 +220,14 @@ class ResilientProvider:
         self._sleep = sleep
         self._random = random
 
-    def generate(self, request: ApiRequest) -> ApiResponse:
+    @property
+    def service(self) -> str | None:
+        return self.inner.service
+
+    def generate(self, request: ApiRequest, *, timeout: float | None = None) -> ApiResponse:
         """The ``Provider`` interface: this provider's settings, and no one told of waits (a step
         calls :meth:`send` instead, with its own settings and ``notify``)."""
-        return self.send(request).response
+        return self.send(request, timeout=timeout).response
 
     def close(self) -> None:
         self.inner.close()
@@ -234,12 +238,14 @@ class ResilientProvider:
         *,
         retries: int | None = None,
         rpm: float | None = None,
+        timeout: float | None = None,
         notify: Notify = _silent,
     ) -> Sent:
         """Send ``request`` until it is answered or not worth retrying.
 
         ``retries`` and ``rpm`` are the caller's (a step's) settings, used unless this provider
-        overrides them. Raises the last ``ApiError``, marked with the attempts made.
+        overrides them; ``timeout`` bounds each attempt. Raises the last ``ApiError``, marked with
+        the attempts made.
         """
         policy = self._policy(retries)
         rpm = self.rpm if self.rpm is not None else rpm
@@ -248,7 +254,7 @@ class ResilientProvider:
             attempt += 1
             self.limiter.acquire(request.model, rpm, notify)
             try:
-                return Sent(self.inner.generate(request), attempt)
+                return Sent(self.inner.generate(request, timeout=timeout), attempt)
             except ApiError as error:
                 wait = policy.delay(error, attempt, self._random())
                 notify(f"{_label(error)}; retry {attempt}/{policy.retries} in {_seconds(wait)}")

@@ -20,6 +20,7 @@ from gemflow.engine.events import (
     StepReport,
     StepStarted,
 )
+from gemflow.engine.reasons import describe
 
 _STYLE = {
     Status.CACHED: "dim",
@@ -117,7 +118,7 @@ class TerminalReporter:
     def line(self, report: StepReport) -> str:
         out = self.out
         status = "would run" if self.dry_run and report.status is Status.RUN else str(report.status)
-        details = [out.escape(report.reason)]
+        details = [out.escape(describe(report.reason))]
         if report.api_calls:
             calls = "call" if report.api_calls == 1 else "calls"
             details.append(f"{report.api_calls} API {calls}")

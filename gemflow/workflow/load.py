@@ -20,9 +20,8 @@ from typing import Any
 
 from gemflow.engine.graph import find_cycles
 from gemflow.errors import Problem, WorkflowError
-from gemflow.kinds import KINDS
+from gemflow.kinds import KINDS, defaults_fields
 from gemflow.kinds.base import FORMAT_BY_SUFFIX, IMAGE_FORMATS, Field, StepKind
-from gemflow.kinds.gemini_image import API_DEFAULTS
 from gemflow.workflow import Ref, Step, Workflow
 from gemflow.workflow.vars import VAR_NAME, UnknownVar, resolve_vars, substitute
 from gemflow.workflow.yamlsafe import LineDict, LineList, YamlError, load_yaml
@@ -190,12 +189,13 @@ class _Loader:
             self.problem(line, "'defaults' must be a mapping")
             return {}
         defaults = {}
+        accepted = defaults_fields()
         for key, value in raw.items():
-            spec = API_DEFAULTS.get(key)
+            spec = accepted.get(key)
             if spec is None:
                 self.problem(
                     raw.line_of(key),
-                    f"defaults: unknown key '{key}'{suggest(str(key), API_DEFAULTS)}",
+                    f"defaults: unknown key '{key}'{suggest(str(key), accepted)}",
                 )
                 continue
             ok, converted = self.convert(
@@ -274,7 +274,7 @@ class _Loader:
                 continue
             line = body.line_of(key)
             spec = fields.get(key)
-            if spec is None:
+            if spec is None or not spec.on_step:
                 ok = False
                 self.problem(line, self.unknown_key_message(str(key), kind), step_id)
                 continue
@@ -282,17 +282,12 @@ class _Loader:
             ok = ok and good
             if good:
                 params[key] = converted
-        if kind.uses_api:
-            for key, value in defaults.items():
-                params.setdefault(key, value)
+        params = kind.resolve(params, defaults)
         for key, spec in fields.items():
             if spec.required and params.get(key) is None and key not in body:
                 ok = False
-                where = " (on the step or in 'defaults')" if key in API_DEFAULTS else ""
+                where = " (on the step or in 'defaults')" if key in kind.defaults else ""
                 self.problem(body.line, f"missing '{key}'{where}", step_id)
-        if kind.uses_api and not params.get("model"):
-            ok = False
-            self.problem(body.line, "missing 'model' (on the step or in 'defaults')", step_id)
         if not ok:
             return None
         for key, message in kind.check(params):
@@ -302,10 +297,17 @@ class _Loader:
         return kind, params
 
     def unknown_key_message(self, key: str, kind: StepKind) -> str:
-        allowed = [*STEP_KEYS, *kind.fields]
+        spec = kind.fields.get(key)
+        if spec is not None and not spec.on_step:
+            return f"'{key}' is a setting for the whole run: set it in 'defaults', not on a step"
+        allowed = [*STEP_KEYS, *(name for name, f in kind.fields.items() if f.on_step)]
         hint = suggest(key, allowed)
         if not hint:
-            owners = [name for name, other in KINDS.items() if key in other.fields]
+            owners = [
+                name
+                for name, other in KINDS.items()
+                if key in other.fields and other.fields[key].on_step
+            ]
             if owners:
                 hint = f" ('{key}' belongs to {' and '.join(owners)} steps)"
         return f"unknown key '{key}' for a {kind.name} step{hint}"

@@ -1,0 +1,80 @@
+"""What a run needs besides its workflow, set up in one place: where results live (the store) and
+where API calls go (the connection, which also fixes the service recorded in every key).
+
+The command line and the Python API both open a session, so neither can pair the emulator's
+answers with Google's keys, or forget to close a client or stop an emulator.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from gemflow.cache.local import default_cache_dir
+from gemflow.cache.store import ResultStore, open_store
+from gemflow.engine.events import Event, RunSummary
+from gemflow.engine.runner import RunOptions, run_workflow
+from gemflow.providers.connection import Connection
+from gemflow.workflow import Workflow
+
+
+@dataclass(frozen=True)
+class Session:
+    store: ResultStore
+    connection: Connection
+
+    @property
+    def service(self) -> str | None:
+        """Who answers: None for Google's API, "emulator", or the endpoint's URL."""
+        return self.connection.service
+
+    def run(
+        self,
+        workflow: Workflow,
+        options: RunOptions | None = None,
+        *,
+        emit: Callable[[Event], None] | Iterable[Callable[[Event], None]] = (),
+    ) -> RunSummary:
+        return run_workflow(
+            workflow,
+            self.store,
+            options or RunOptions(),
+            connection=self.connection,
+            emit=emit,
+        )
+
+
+@contextlib.contextmanager
+def open_session(
+    workflow_path: str | os.PathLike[str],
+    *,
+    emulator: bool = False,
+    rewrite: str | None = None,
+    api_key: str | None = None,
+    base_url: str | None = None,
+    cache: str | os.PathLike[str] | None = None,
+    retries: int | None = None,
+    rpm: float | None = None,
+) -> Iterator[Session]:
+    """A session for the workflow at ``workflow_path``, closed (clients, emulator, store) on exit.
+
+    ``emulator`` (or a ``rewrite`` mode): gemflow's built-in emulator, started only if a request
+    needs it. Otherwise Google's API, or ``base_url`` (else ``GOOGLE_GEMINI_BASE_URL``), with
+    ``api_key`` or the environment's. ``cache``: a store location (a folder, or ``memory:``);
+    by default ``GEMFLOW_CACHE_DIR``, else the nearest ``cache/`` folder. ``retries`` and ``rpm``
+    override what the workflow asks for.
+    """
+    if emulator or rewrite:
+        connection = Connection.emulator(rewrite=rewrite, retries=retries, rpm=rpm)
+    else:
+        connection = Connection.google(api_key=api_key, base_url=base_url, retries=retries, rpm=rpm)
+    with (
+        connection,
+        contextlib.closing(
+            open_store(cache if cache is not None else default_cache_dir(Path(workflow_path)))
+        ) as store,
+    ):
+        yield Session(store, connection)
