@@ -1,11 +1,12 @@
 """gemflow: declarative, content-addressed image pipelines for Google's Gemini image models.
 
-The library face of gemflow is small: load a workflow, open a store, run it.
+The library face of gemflow is small: load a workflow, open a session (a store and a connection to
+the API), run it.
 
-    from gemflow import load_workflow, Store, RunOptions, run_workflow
+    from gemflow import load_workflow, open_session, RunOptions
     wf = load_workflow("workflows/quickstart.yaml")
-    with Store(default_cache_dir(wf.path)) as store:
-        summary = run_workflow(wf, store, RunOptions(dry_run=True))
+    with open_session(wf.path, emulator=True) as session:
+        summary = session.run(wf, RunOptions(dry_run=True))
 """
 
 from __future__ import annotations
@@ -13,34 +14,47 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __all__ = [
+    "Connection",
     "GemflowError",
+    "ResultStore",
     "RunOptions",
     "RunSummary",
+    "Session",
     "Store",
     "Workflow",
     "WorkflowError",
     "default_cache_dir",
     "load_workflow",
+    "open_session",
+    "open_store",
     "run_workflow",
 ]
 
 _WHERE = {
+    "Connection": "gemflow.providers.connection",
     "GemflowError": "gemflow.errors",
     "WorkflowError": "gemflow.errors",
     "RunOptions": "gemflow.engine.runner",
     "run_workflow": "gemflow.engine.runner",
     "RunSummary": "gemflow.engine.events",
+    "ResultStore": "gemflow.cache.store",
+    "open_store": "gemflow.cache.store",
     "Store": "gemflow.cache.local",
     "default_cache_dir": "gemflow.cache.local",
+    "Session": "gemflow.session",
+    "open_session": "gemflow.session",
     "Workflow": "gemflow.workflow",
     "load_workflow": "gemflow.workflow.load",
 }
 
 if TYPE_CHECKING:
     from gemflow.cache.local import Store, default_cache_dir
+    from gemflow.cache.store import ResultStore, open_store
     from gemflow.engine.events import RunSummary
     from gemflow.engine.runner import RunOptions, run_workflow
     from gemflow.errors import GemflowError, WorkflowError
+    from gemflow.providers.connection import Connection
+    from gemflow.session import Session, open_session
     from gemflow.workflow import Workflow
     from gemflow.workflow.load import load_workflow
 

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import textwrap
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,8 @@ from click.testing import CliRunner, Result
 
 from gemflow.cli import cli
 from gemflow.emulator import Emulator
+from gemflow.providers.base import Provider
+from gemflow.providers.resilient import RateLimiter, ResilientProvider
 
 FAKE_KEY = "AIzaTEST-fake-key-0123456789abcdef"
 ENV_TO_SCRUB = (
@@ -95,3 +98,30 @@ def project(tmp_path: Path, emulator: Emulator) -> Project:
 def isolated_env() -> dict[str, str]:
     """The environment a subprocess should get: ours, without any API key or endpoint."""
     return {k: v for k, v in os.environ.items() if k not in ENV_TO_SCRUB}
+
+
+class FakeTime:
+    """A clock that moves only when something sleeps on it; every sleep is recorded."""
+
+    def __init__(self, *, advance: bool = True) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+        self.advance = advance
+        self._lock = threading.Lock()
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self.sleeps.append(seconds)
+            if self.advance:
+                self.now += seconds
+
+
+def patient(inner: Provider, fake: FakeTime, **options: float | None) -> ResilientProvider:
+    """A ResilientProvider that sleeps on ``fake``, draws 0.5 and has a limiter of its own."""
+    limiter = RateLimiter(clock=fake.clock, sleep=fake.sleep)
+    return ResilientProvider(
+        inner, sleep=fake.sleep, random=lambda: 0.5, limiter=limiter, **options
+    )

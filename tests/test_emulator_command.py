@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import os
 import re
+import selectors
 import signal
 import subprocess
 import sys
 import urllib.request
 from pathlib import Path
+from typing import IO
 
+import pytest
 from click.testing import CliRunner
 
 from gemflow.emulator.command import emulator_command
@@ -52,7 +55,7 @@ def test_serves_until_ctrl_c_then_exits_0_quietly(tmp_path: Path) -> None:
         text=True,
     ) as process:
         assert process.stderr is not None
-        banner = process.stderr.readline()
+        banner = _line_within(process.stderr, seconds=20)
         match = re.search(r"export GOOGLE_GEMINI_BASE_URL=(http://127\.0\.0\.1:\d+)", banner)
         assert match, banner
         request = urllib.request.Request(
@@ -61,10 +64,19 @@ def test_serves_until_ctrl_c_then_exits_0_quietly(tmp_path: Path) -> None:
         with urllib.request.urlopen(request, timeout=10) as response:
             assert json.loads(response.read())["name"] == "models/gemini-3-pro-image"
         process.send_signal(signal.SIGINT)
-        rest = process.stderr.read()
-        assert process.wait(timeout=10) == 0
+        _, rest = process.communicate(timeout=10)
+        assert process.returncode == 0
     assert "Traceback" not in rest
     assert json.loads(log.read_text(encoding="utf-8"))["endpoint"] == "getModel"
+
+
+def _line_within(stream: IO[str], *, seconds: float) -> str:
+    """The next line of ``stream``; fails the test, instead of hanging it, if none comes in time."""
+    with selectors.DefaultSelector() as selector:
+        selector.register(stream, selectors.EVENT_READ)
+        if not selector.select(timeout=seconds):
+            pytest.fail(f"no line from the emulator within {seconds} s")
+    return stream.readline()
 
 
 def test_importing_the_command_does_not_import_pillow() -> None:

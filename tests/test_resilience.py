@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx2
 import pytest
-from conftest import FAKE_KEY
+from conftest import FAKE_KEY, FakeTime, patient
 from google.genai import errors as genai_errors
 
 from gemflow.cache.local import Store
@@ -38,25 +38,6 @@ MODEL = "gemini-3.1-flash-image"
 REQUEST = ApiRequest(model=MODEL, prompt="A red apple.")
 
 
-class FakeTime:
-    """A clock that moves only when something sleeps on it; every sleep is recorded."""
-
-    def __init__(self, *, advance: bool = True) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-        self.advance = advance
-        self._lock = threading.Lock()
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        with self._lock:
-            self.sleeps.append(seconds)
-            if self.advance:
-                self.now += seconds
-
-
 @pytest.fixture
 def emu() -> Iterator[Emulator]:
     with Emulator(scale=0.125, faults=Faults(retry_delay=0.01)) as emulator:
@@ -73,14 +54,6 @@ def gemini(emu: Emulator) -> Iterator[GeminiProvider]:
     provider = GeminiProvider(FAKE_KEY, base_url=emu.url)
     yield provider
     provider.close()
-
-
-def patient(inner: GeminiProvider, fake: FakeTime, **options: float | None) -> ResilientProvider:
-    """A ResilientProvider that sleeps on ``fake``, draws 0.5 and has a limiter of its own."""
-    limiter = RateLimiter(clock=fake.clock, sleep=fake.sleep)
-    return ResilientProvider(
-        inner, sleep=fake.sleep, random=lambda: 0.5, limiter=limiter, **options
-    )
 
 
 # -- what is retried ------------------------------------------------------------------------------

@@ -133,7 +133,7 @@ class _Handler(BaseHTTPRequestHandler):
         return body
 
     def _read_chunked(self) -> bytes:
-        chunks = []
+        chunks: list[bytes] = []
         while True:
             size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
             if size == 0:
@@ -216,7 +216,7 @@ class Emulator:
         if self._server is None:
             raise RuntimeError("the emulator is not running: call start() first")
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     @property
     def requests(self) -> list[dict[str, Any]]:

@@ -71,7 +71,7 @@ def _change(change: Mapping[str, Any]) -> str:
     if name == "input":
         return f"input {change['ref']} changed"
     if name == "inputs":
-        return f"inputs changed from [{', '.join(map(str, old))}] to [{', '.join(new)}]"
+        return f"inputs changed from [{', '.join(map(str, old or []))}] to [{', '.join(new or [])}]"
     if name in ("prompt", "system"):
         return f"{name} changed"
     if name == "service":

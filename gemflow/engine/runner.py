@@ -260,8 +260,11 @@ class Runner:
         digests = []
         for ref in step.refs:
             if ref.step is not None:
-                digests.append(self._done[ref.step].digest)
+                known = self._done[ref.step].digest
+                assert known is not None  # an input step that would run is handled before
+                digests.append(known)
                 continue
+            assert ref.path is not None  # a reference is a step or a file
             try:
                 value = self.memo.digest(ref.path)
                 problem = "no such file" if value is None else None

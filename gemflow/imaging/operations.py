@@ -72,8 +72,9 @@ def for_api(data: bytes, *, source: str) -> tuple[bytes, str]:
     a change to what this function sends must bump the recipe version of the kinds that use it.
     """
     with _decoding(data, source=source) as opened:
-        if _sent_as_is(opened, data):
-            return data, API_MIME_TYPES[_container(opened)]
+        mime = API_MIME_TYPES.get(_container(opened) or "")
+        if mime is not None and _sent_as_is(opened, data):
+            return data, mime
         picture = _pixels(opened)
     return encode(picture, "png"), "image/png"
 

@@ -142,36 +142,41 @@ class RunContext:
         """The answer to ``call``: from the per-call cache when ``call.sample`` is set and it holds
         one, else sent now. Transient failures are retried as the step's settings say; an error
         is raised after counting every request it took."""
+        request = call.request
+        if call.sample is None or self._calls is None:
+            response = self._send(request)
+        else:
+            cached = self._calls.get(request, call.sample)
+            response = cached if cached is not None else self._send(request)
+            if cached is None:
+                self._calls.put(request, call.sample, response)
+        if "IMAGE" in request.modalities and self.model_version is None:
+            self.model_version = response.model_version
+        return response
+
+    def _send(self, request: ApiRequest) -> ApiResponse:
         from gemflow.models import spent
         from gemflow.providers.resilient import attempts_of
 
-        request = call.request
-        cacheable = call.sample is not None and self._calls is not None
-        response = self._calls.get(request, call.sample) if cacheable else None  # type: ignore[union-attr,arg-type]
-        if response is None:
-            if self._connection is None:
-                raise StepError("this run has no connection to an API")
-            settings = self._settings or SendSettings()
-            try:
-                sent = self._connection.provider(request.model).send(
-                    request,
-                    retries=settings.retries,
-                    rpm=settings.rpm,
-                    timeout=settings.timeout,
-                    notify=self.notify,
-                )
-            except GemflowError as error:
-                self.api_calls += attempts_of(error)
-                raise
-            response = sent.response
-            self.api_calls += sent.attempts
-            self.usd += spent(request, response.usage)
-            for name, count in response.usage.items():
-                self.tokens[name] = self.tokens.get(name, 0) + count
-            if cacheable:
-                self._calls.put(request, call.sample, response)  # type: ignore[union-attr,arg-type]
-        if "IMAGE" in request.modalities and self.model_version is None:
-            self.model_version = response.model_version
+        if self._connection is None:
+            raise StepError("this run has no connection to an API")
+        settings = self._settings or SendSettings()
+        try:
+            sent = self._connection.provider(request.model).send(
+                request,
+                retries=settings.retries,
+                rpm=settings.rpm,
+                timeout=settings.timeout,
+                notify=self.notify,
+            )
+        except GemflowError as error:
+            self.api_calls += attempts_of(error)
+            raise
+        response = sent.response
+        self.api_calls += sent.attempts
+        self.usd += spent(request, response.usage)
+        for name, count in response.usage.items():
+            self.tokens[name] = self.tokens.get(name, 0) + count
         return response
 
 
@@ -270,11 +275,10 @@ class ApiKind(StepKind):
 
     def run(self, step: Step, inputs: Sequence[InputImage], ctx: RunContext) -> StepOutput:
         exchange = self.exchange(step, inputs)
-        answers: list[ApiResponse] | None = None
         try:
+            calls = next(exchange)
             while True:
-                calls = exchange.send(answers)  # type: ignore[arg-type]  # the first is None
-                answers = [ctx.send(call) for call in calls]
+                calls = exchange.send([ctx.send(call) for call in calls])
         except StopIteration as done:
             output: StepOutput = done.value
             return output

@@ -43,7 +43,10 @@ class Picture:
 
 
 class Reader(Protocol):
-    name: str  # a model id, or "tesseract"
+    @property
+    def name(self) -> str:
+        """A model id, or "tesseract"."""
+        ...
 
     def calls(self, pictures: Sequence[Picture]) -> list[Call]:
         """The API calls reading ``pictures`` takes, cached per sample; none for local OCR."""

@@ -93,7 +93,7 @@ def judge_words(comparison: Comparison, canary: str | None) -> Finding:
         )
     canary_gone = canary is not None and not c.canary_found and _canary_dropped(c, canary)
     summary = f"{c.similarity:.0%} alike, {len(c.words_added)} words added, {len(c.words_dropped)} dropped"
-    if canary_gone:
+    if canary_gone and canary is not None:
         strong = c.changed - len(words(canary)) >= 2
         return Finding(
             "rewritten", 2 if strong else 1, f"the canary {canary} is missing; {summary}"

@@ -147,7 +147,7 @@ class _LibyamlLoader(_Rules, getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # 
     """libyaml's fast parser when PyYAML was built with it (else the same as the next one)."""
 
 
-class _PythonLoader(_Rules, yaml.SafeLoader):  # type: ignore[misc]
+class _PythonLoader(_Rules, yaml.SafeLoader):
     """PyYAML's pure-Python parser."""
 
 
