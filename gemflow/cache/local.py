@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from gemflow.cache.store import Memo, stored_meta
 from gemflow.engine.keys import digest
 from gemflow.errors import CacheError
 
@@ -105,9 +106,7 @@ class Store:
         attachments: dict[str, bytes] | None = None,
     ) -> dict[str, Any]:
         attachments = attachments or {}
-        meta = {**meta, "digest": digest(data), "size": len(data)}
-        if attachments:
-            meta["attachments"] = {name: digest(blob) for name, blob in attachments.items()}
+        meta = stored_meta(meta, data, attachments)
         with self._writing, self._cache.transact():
             self._cache.set(f"blob:{key}", data)
             for name, blob in attachments.items():
@@ -157,8 +156,8 @@ class Store:
         found, self.corrupt = sorted(set(self.corrupt)), []
         return found
 
-    def load_memo(self) -> dict[str, tuple[int, int, int, str]]:
+    def load_memo(self) -> Memo:
         return self._cache.get(_MEMO_KEY) or {}
 
-    def save_memo(self, entries: dict[str, tuple[int, int, int, str]]) -> None:
+    def save_memo(self, entries: Memo) -> None:
         self._cache.set(_MEMO_KEY, entries)

@@ -10,7 +10,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from gemflow.cache.store import Memo
+from gemflow.cache.store import Memo, stored_meta
 from gemflow.engine.keys import digest
 
 
@@ -46,9 +46,7 @@ class MemoryStore:
         attachments: dict[str, bytes] | None = None,
     ) -> dict[str, Any]:
         attachments = dict(attachments or {})
-        meta = {**meta, "digest": digest(data), "size": len(data)}
-        if attachments:
-            meta["attachments"] = {name: digest(blob) for name, blob in attachments.items()}
+        meta = stored_meta(meta, data, attachments)
         with self._guard:  # one assignment: a reader sees the whole entry or none of it
             self._entries[key] = (json.dumps(meta, sort_keys=True), bytes(data), attachments)
         return meta

@@ -23,6 +23,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Protocol
 
+from gemflow.engine.keys import digest
 from gemflow.errors import ConfigError
 
 Memo = dict[str, tuple[int, int, int, str]]  # file path -> (size, mtime_ns, inode, digest)
@@ -80,6 +81,15 @@ def open_store(location: str | os.PathLike[str]) -> ResultStore:
     if rest:
         raise ConfigError(f"the {scheme}: store takes no path (got {text!r})")
     return cls()
+
+
+def stored_meta(meta: dict[str, Any], data: bytes, attachments: dict[str, bytes]) -> dict[str, Any]:
+    """What a store records with a result: the caller's metadata, the output's digest and size, and
+    the digest of each attachment (what ``files`` verifies)."""
+    recorded = {**meta, "digest": digest(data), "size": len(data)}
+    if attachments:
+        recorded["attachments"] = {name: digest(blob) for name, blob in attachments.items()}
+    return recorded
 
 
 def blob(store: ResultStore, key: str) -> bytes | None:
