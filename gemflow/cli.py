@@ -78,6 +78,13 @@ def cli() -> None:
 )
 @click.option("--force-all", is_flag=True, help="Run every selected step again.")
 @click.option(
+    "--reroll",
+    multiple=True,
+    metavar="STEP",
+    help="Draw STEP once more: one new call per instance; earlier takes are kept "
+    "(gemflow history, gemflow pick). Repeatable; STEP may be step[key=value,...].",
+)
+@click.option(
     "-j",
     "--jobs",
     type=click.IntRange(1, 256),
@@ -141,6 +148,7 @@ def run(
     dry_run: bool,
     force: tuple[str, ...],
     force_all: bool,
+    reroll: tuple[str, ...],
     jobs: int,
     as_json: bool,
     emulator: bool,
@@ -161,14 +169,9 @@ def run(
     from gemflow.report.jsonout import JsonReporter
     from gemflow.report.terminal import TerminalReporter
     from gemflow.session import open_session
-    from gemflow.workflow.load import load_workflow, suggest
+    from gemflow.workflow.load import load_workflow
 
     wf = load_workflow(workflow, allow_outside=allow_outside)
-    for name in (*targets, *force):
-        if name not in wf.steps:
-            raise WorkflowError(
-                [Problem(wf.display_name, None, None, f"no step '{name}'{suggest(name, wf.steps)}")]
-            )
     reporters: list[Any] = [TerminalReporter(verbose=verbose)]
     if as_json:
         reporters.append(JsonReporter())
@@ -176,6 +179,7 @@ def run(
         targets=targets,
         force=frozenset(force),
         force_all=force_all,
+        reroll=frozenset(reroll),
         jobs=jobs,
         dry_run=dry_run,
         fail_fast=not keep_going,
@@ -260,6 +264,90 @@ def verify(cache_dir: Path | None) -> None:
         click.echo(f"corrupt, dropped: {key}", err=True)
     click.echo(f"{total} entries checked, {len(corrupt)} corrupt")
     sys.exit(EXIT_STEP_FAILED if corrupt else EXIT_OK)
+
+
+DEFAULT_WORKFLOW = "gemflow.yaml"
+
+
+def _workflow_and_step(args: tuple[str, ...], usage: str) -> tuple[Path, str]:
+    """``[WORKFLOW] STEP``: the workflow defaults to gemflow.yaml in this folder."""
+    if len(args) == 1:
+        return Path(DEFAULT_WORKFLOW), args[0]
+    if len(args) == 2:
+        return Path(args[0]), args[1]
+    raise click.UsageError(usage)
+
+
+def _instances(wf: Any, step: str) -> list[str]:
+    chosen = wf.select(step)
+    if not chosen:
+        from gemflow.workflow.load import suggest
+
+        problem = Problem(
+            wf.display_name, None, None, f"no step '{step}'{suggest(step, wf.groups)}"
+        )
+        raise WorkflowError([problem])
+    return list(chosen)
+
+
+@cli.command()
+@click.argument("args", nargs=-1, required=True, metavar="[WORKFLOW] STEP")
+@_cache_dir_option
+def history(args: tuple[str, ...], cache_dir: Path | None) -> None:
+    """List the takes kept for STEP: its variants' re-rolls and what --force replaced.
+
+    STEP may be a matrix step (all its instances) or step[key=value,...].
+    """
+    from gemflow.cache.local import Store, default_cache_dir
+    from gemflow.cache.lockfile import LockFile
+    from gemflow.engine.takes import entry_for, takes
+    from gemflow.workflow.load import load_workflow
+
+    path, step = _workflow_and_step(args, "gemflow history [WORKFLOW] STEP")
+    wf = load_workflow(path)
+    lock = LockFile.load(wf.lock_path)
+    with Store(cache_dir or default_cache_dir(wf.path)) as store:
+        for name in _instances(wf, step):
+            found = takes(entry_for(lock, name), store)
+            click.echo(f"{name}: {len(found)} take{'s' * (len(found) != 1)}")
+            for take in found:
+                mark = "*" if take.current else " "
+                where = "" if take.stored else "  (no longer in the cache)"
+                kept = "  (replaced by --force)" if "~" in take.key else ""
+                click.echo(
+                    f" {mark} {take.number:>2}  re-roll {take.reroll}  "
+                    f"{take.digest.removeprefix('sha256:')[:12]}{kept}{where}"
+                )
+
+
+@cli.command()
+@click.argument("args", nargs=-1, required=True, metavar="[WORKFLOW] STEP N")
+@_cache_dir_option
+def pick(args: tuple[str, ...], cache_dir: Path | None) -> None:
+    """Make take N of STEP its output (see gemflow history); no API call.
+
+    The lock file records the choice: the next run keeps it and remakes what uses it.
+    """
+    from gemflow.cache.local import Store, default_cache_dir
+    from gemflow.cache.lockfile import LockFile
+    from gemflow.engine.takes import pick as pick_take
+    from gemflow.workflow.load import load_workflow
+
+    if len(args) < 2 or not args[-1].isdigit():
+        raise click.UsageError("gemflow pick [WORKFLOW] STEP N")
+    path, step = _workflow_and_step(args[:-1], "gemflow pick [WORKFLOW] STEP N")
+    wf = load_workflow(path)
+    names = _instances(wf, step)
+    if len(names) > 1:
+        raise click.UsageError(f"'{step}' names {len(names)} instances: pick one of them")
+    lock = LockFile.load(wf.lock_path)
+    with Store(cache_dir or default_cache_dir(wf.path)) as store:
+        take = pick_take(wf, lock, store, names[0], int(args[-1]))
+    output = wf.steps[names[0]].output_rel
+    click.echo(
+        f"{names[0]}: take {take.number} is the output now ({output}); "
+        f"gemflow run {path} remakes the steps that use it"
+    )
 
 
 cli.add_command(emulator_command)

@@ -70,9 +70,14 @@ class Project:
         return target
 
     def run(self, *args: str, expect: int | None = 0) -> Result:
+        return self.cli(
+            "run", str(self.workflow), "--base-url", self.emulator.url, *args, expect=expect
+        )
+
+    def cli(self, *argv: str, expect: int | None = 0) -> Result:
+        """Any gemflow command, with this project's cache and a (fake) key."""
         env = {"GEMINI_API_KEY": FAKE_KEY, "GEMFLOW_CACHE_DIR": str(self.root / "cache")}
-        argv = ["run", str(self.workflow), "--base-url", self.emulator.url, *args]
-        result = CliRunner().invoke(cli, argv, env=env, catch_exceptions=False)
+        result = CliRunner().invoke(cli, list(argv), env=env, catch_exceptions=False)
         if expect is not None:
             assert result.exit_code == expect, result.output
         return result

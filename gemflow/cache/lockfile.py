@@ -28,6 +28,11 @@ class LockEntry:
     model_version: str | None = None
     tokens: dict[str, int] = field(default_factory=dict)
     attachments: dict[str, str] = field(default_factory=dict)  # name beside the output -> digest
+    # Steps that draw anew (generate, edit): which re-roll made the output, and every result kept
+    # for the step as it is now (``base``: its key before any re-roll), oldest first.
+    reroll: int = 0
+    base: str = ""
+    takes: list[dict[str, Any]] = field(default_factory=list)  # {"reroll", "key", "digest"}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> LockEntry:
@@ -41,6 +46,9 @@ class LockEntry:
             model_version=data.get("model_version"),
             tokens=dict(data.get("tokens") or {}),
             attachments=dict(data.get("attachments") or {}),
+            reroll=int(data.get("reroll") or 0),
+            base=str(data.get("base") or ""),
+            takes=[dict(t) for t in data.get("takes") or []],
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -58,6 +66,11 @@ class LockEntry:
             data["tokens"] = self.tokens
         if self.attachments:
             data["attachments"] = self.attachments
+        if self.reroll:
+            data["reroll"] = self.reroll
+        if len(self.takes) > 1:  # one take is just the output: nothing to go back to
+            data["base"] = self.base
+            data["takes"] = self.takes
         return data
 
 

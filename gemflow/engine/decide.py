@@ -26,8 +26,9 @@ class Decision:
 def recorded_params(material: dict[str, Any]) -> dict[str, Any]:
     """What the lock file records of a key's material, to explain later what changed."""
     params = {**material["params"], "format": material["format"]}
-    if "service" in material:
-        params["service"] = material["service"]
+    for name in ("service", "sample", "reroll"):
+        if name in material:
+            params[name] = material[name]
     return params
 
 

@@ -14,9 +14,19 @@ A step's key is ``"sha256:" + hex(sha256(canonical_json(material)))`` where mate
       "format": "png",               # the output file's format
       "inputs": ["sha256:...", ...], # the content digest of each input, in the order written:
                                      # a file's bytes, or the bytes of an upstream step's output
-      "service": "emulator"          # only when not talking to Google's default endpoint:
+      "service": "emulator",         # only when not talking to Google's default endpoint:
                                      # "emulator" for --emulator, else the base URL
+      "sample": 2,                   # only for variant 3 and up of ``variants: N`` (the first
+                                     # variant is sample 0 and has no field): samples of one
+                                     # request differ by this alone, so 3 -> 5 pays for 2
+      "reroll": 1                    # only after ``--reroll``: the step's re-roll counter,
+                                     # kept in the lock file (reverting it brings the old
+                                     # picture back without a call)
     }
+
+Matrix values enter the key as what they are: a value of one of the kind's parameters
+(``matrix: {model: [...]}``) is that parameter in ``params``; any other key only through the text
+it is substituted into (``${matrix.style}`` in a prompt). An instance's name is not in the key.
 
 ``canonical_json`` is JSON with sorted keys, ``(",", ":")`` separators, UTF-8, no ASCII escaping.
 
@@ -46,7 +56,9 @@ def digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def key_material(step: Step, input_digests: Sequence[str], service: str | None = None) -> dict:
+def key_material(
+    step: Step, input_digests: Sequence[str], service: str | None = None, reroll: int = 0
+) -> dict:
     material: dict[str, Any] = {
         "gemflow": KEY_FORMAT,
         "kind": step.kind.key_kind or step.kind.name,
@@ -57,6 +69,10 @@ def key_material(step: Step, input_digests: Sequence[str], service: str | None =
     }
     if service is not None and step.uses_api:
         material["service"] = service
+    if step.sample:
+        material["sample"] = step.sample
+    if reroll:
+        material["reroll"] = reroll
     return material
 
 

@@ -27,6 +27,7 @@ _WORDS = {
     "input-unreadable": "input file unreadable",
     "fail-fast": "not started: {step} failed and --fail-fast is set",
     "made-meanwhile": "made meanwhile by another gemflow run",
+    "rerolled": "re-rolled: take {take}",
 }
 
 

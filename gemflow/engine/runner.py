@@ -37,7 +37,8 @@ from gemflow.engine.graph import build_graph, ordered, select
 from gemflow.engine.keys import digest, key_material, step_key
 from gemflow.engine.reasons import Reason, reason
 from gemflow.engine.scheduler import Scheduler
-from gemflow.errors import ConfigError, GemflowError, InputError, StepError
+from gemflow.engine.takes import archived_key
+from gemflow.errors import ConfigError, GemflowError, InputError, Problem, StepError, WorkflowError
 from gemflow.fileio import DigestMemo, write_atomic
 from gemflow.kinds.base import Estimate, InputImage, RunContext, StepOutput
 from gemflow.providers.base import SendSettings
@@ -53,6 +54,7 @@ class RunOptions:
     jobs: int = 8
     dry_run: bool = False
     fail_fast: bool = False  # after the first failure, start no new step that would run
+    reroll: frozenset[str] = frozenset()  # steps to draw once more (their earlier takes are kept)
 
 
 @dataclass
@@ -98,7 +100,11 @@ class Runner:
         self.summary = RunSummary(
             workflow=str(workflow.path), dry_run=options.dry_run, service=self.service
         )
+        self._targets = self._named(options.targets, "target")
+        self._forced = set(self._named(options.force, "--force"))
+        self._rerolls = set(self._named(options.reroll, "--reroll"))
         self._done: dict[str, _Done] = {}
+        self._takes_of: dict[str, tuple[str, int, list[dict[str, Any]]]] = {}
         self._failed: set[str] = set()
         self._touched: set[str] = set()  # steps whose lock entries this run wrote
         self.abandoned = False  # interrupted twice: running steps were left behind
@@ -107,7 +113,7 @@ class Runner:
     # -- public -----------------------------------------------------------------------------------
 
     def run(self) -> RunSummary:
-        order = ordered(self.graph, select(self.graph, self.options.targets))
+        order = ordered(self.graph, select(self.graph, self._targets))
         steps = self.workflow.steps
         self.emit(
             RunStarted(
@@ -131,6 +137,28 @@ class Runner:
         finally:
             self._finish()
         return self.summary
+
+    def _named(self, names: Iterable[str], what: str) -> list[str]:
+        """The steps ``names`` select (a matrix step's id selects all its instances)."""
+        from gemflow.workflow.load import suggest
+
+        found: list[str] = []
+        problems = []
+        for name in names:
+            chosen = self.workflow.select(name)
+            if not chosen:
+                hint = suggest(name, self.workflow.groups)
+                message = f"{what}: no step '{name}'{hint}"
+            elif what == "--reroll" and not all(self.workflow.steps[s].kind.varies for s in chosen):
+                kind = next(self.workflow.steps[s].kind for s in chosen)
+                message = f"--reroll: '{name}' is a {kind.name} step, which makes the same result every time"
+            else:
+                found.extend(s for s in chosen if s not in found)
+                continue
+            problems.append(Problem(self.workflow.display_name, None, None, message))
+        if problems:
+            raise WorkflowError(problems)
+        return found
 
     # -- scheduling -------------------------------------------------------------------------------
 
@@ -195,18 +223,17 @@ class Runner:
         inputs = self._input_digests(step)
         if inputs is None:
             return None
-        material = key_material(step, inputs, self.service)
+        entry = self.lock.entries.get(step.id)
+        base, reroll, takes = self._takes(step, inputs, entry)
+        material = key_material(step, inputs, self.service, reroll)
         key = step_key(material)
-        forced = self.options.force_all or step.id in self.options.force
+        forced = self.options.force_all or step.id in self._forced
         decision = decide(
-            step,
-            key,
-            material,
-            store=self.store,
-            memo=self.memo,
-            forced=forced,
-            lock_entry=self.lock.entries.get(step.id),
+            step, key, material, store=self.store, memo=self.memo, forced=forced, lock_entry=entry
         )
+        if reroll and entry is not None and reroll > entry.reroll and decision.status is Status.RUN:
+            decision = Decision(Status.RUN, reason("rerolled", take=len(takes) + 1))
+        self._takes_of[step.id] = (base, reroll, takes)
         if self.options.dry_run:
             self._planned(step, decision.reason, key, decision)
             return None
@@ -255,6 +282,25 @@ class Runner:
             notify=lambda message: self.emit(Notice(f"{step.id}: {message}", level="info")),
         )
         return _Job(step, key, material, why, inputs, forced, ctx)
+
+    def _takes(
+        self, step: Step, inputs: list[str], entry: LockEntry | None
+    ) -> tuple[str, int, list[dict[str, Any]]]:
+        """(base key, re-roll counter, takes kept) for a step that draws anew; a re-roll asked for
+        on this run draws past the highest take, so it always costs one new call."""
+        if not step.kind.varies:
+            return "", 0, []
+        base = step_key(key_material(step, inputs, self.service))
+        takes: list[dict[str, Any]] = []
+        reroll = 0
+        if entry is not None and (entry.base or entry.key) == base:  # the step as it is now
+            reroll = entry.reroll
+            takes = [dict(t) for t in entry.takes] or [
+                {"reroll": entry.reroll, "key": entry.key, "digest": entry.digest}
+            ]
+        if step.id in self._rerolls:
+            reroll = max([reroll, *(int(t["reroll"]) for t in takes)]) + 1
+        return base, reroll, takes
 
     def _input_digests(self, step: Step) -> list[str] | None:
         digests = []
@@ -344,6 +390,8 @@ class Runner:
                 raise InputError(f"input {ref.text} changed while the run was going on")
             images.append(InputImage(ref.text, data))
         result = step.kind.run(step, images, ctx)
+        if job.forced and step.kind.varies:
+            self._archive(step, job.key, digest(result.data))
         meta: dict[str, Any] = {"usage": ctx.tokens, "model_version": ctx.model_version}
         if step.uses_api:
             meta["attempts"] = ctx.api_calls
@@ -351,6 +399,17 @@ class Runner:
         result.meta = self.store.put(job.key, result.data, meta, result.attachments)
         self._write(step, result.data, result.attachments)
         return result
+
+    def _archive(self, step: Step, key: str, made: str) -> None:
+        """A forced step replaces its stored result: keep the old one as a take of its own."""
+        old, meta = self.store.files(key), self.store.meta(key)
+        if old is None or meta is None or meta["digest"] == made:
+            return
+        kept = archived_key(key, meta["digest"])
+        self.store.put(kept, old[0], meta, old[1])
+        for take in self._takes_of.get(step.id, ("", 0, []))[2]:
+            if take["key"] == key and take["digest"] == meta["digest"]:
+                take["key"] = kept
 
     def _input_bytes(self, step_id: str | None, path: Path | None) -> bytes | None:
         if step_id is not None:
@@ -436,6 +495,11 @@ class Runner:
             model_version, tokens = meta.get("model_version"), meta.get("usage") or {}
         report.setdefault("result", meta.get("summary"))
         self._touched.add(step.id)
+        base, reroll, takes = self._takes_of.pop(step.id, ("", 0, []))
+        take = {"reroll": reroll, "key": key, "digest": output_digest or ""}
+        if step.kind.varies and take not in takes:
+            takes = [*takes, take]
+        several = len(takes) > 1
         self.lock.entries[step.id] = LockEntry(
             key=key,
             kind=step.kind.name,
@@ -446,6 +510,9 @@ class Runner:
             model_version=model_version,
             tokens=dict(tokens or {}),
             attachments=dict(meta.get("attachments") or {}),
+            reroll=reroll,
+            base=base if several else "",
+            takes=takes if several else [],
         )
         fresh_tokens = tokens if status is Status.RUN else {}
         self._report(step, status, why, key=key, tokens=dict(fresh_tokens or {}), **report)

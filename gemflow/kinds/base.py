@@ -200,6 +200,9 @@ class StepKind:
     name: ClassVar[str]
     recipe_version: ClassVar[int] = 1
     uses_api: ClassVar[bool] = False
+    # Whether running the same step again can give another result (a model drawing anew): only
+    # such a kind takes ``variants`` and re-rolls.
+    varies: ClassVar[bool] = False
     # The kind's identity in the cache key; kinds that would send the same request share one.
     key_kind: ClassVar[str | None] = None
     fields: ClassVar[Mapping[str, Field]]

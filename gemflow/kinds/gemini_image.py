@@ -72,6 +72,7 @@ class GeminiImageKind(ApiKind):
     """A step that sends one request to a Gemini image model and keeps the image it returns."""
 
     defaults = IMAGE_DEFAULTS
+    varies = True
     # generate and edit send the same request for the same parameters: one key identity for both.
     key_kind: ClassVar[str] = "gemini-image"
     images_required: ClassVar[bool] = False

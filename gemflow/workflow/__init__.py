@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,10 +36,18 @@ class Step:
     output_rel: str  # as shown to users and recorded in the lock: relative to the workflow folder
     format: str  # png | webp | jpeg
     line: int
+    group: str = ""  # the step id as written; an instance of a matrix step has a name of its own
+    values: tuple[tuple[str, str], ...] = ()  # an instance's matrix values and variant, as text
+    sample: int = 0  # which variant (from 0): part of the key when not 0
 
     @property
     def uses_api(self) -> bool:
         return self.kind.uses_api
+
+    @property
+    def written_id(self) -> str:
+        """The step id in the file (an instance's step)."""
+        return self.group or self.id
 
 
 @dataclass(frozen=True)
@@ -46,6 +55,22 @@ class Workflow:
     path: Path  # the YAML file, absolute
     steps: dict[str, Step]  # in file order
     warnings: tuple[Problem, ...] = field(default=())
+
+    @functools.cached_property
+    def groups(self) -> dict[str, tuple[str, ...]]:
+        """Each step id in the file -> the names of its instances, in order."""
+        found: dict[str, list[str]] = {}
+        for name, step in self.steps.items():
+            found.setdefault(step.written_id, []).append(name)
+        return {group: tuple(names) for group, names in found.items()}
+
+    def select(self, text: str) -> list[str]:
+        """The steps ``text`` names: a step id (every instance of a matrix step), an instance, or
+        ``step[key=value,...]`` with some of an instance's values. Empty when it names none."""
+        from gemflow.workflow.instances import select
+
+        values = {name: dict(step.values) for name, step in self.steps.items() if step.values}
+        return select(text, self.groups, values)
 
     @property
     def root(self) -> Path:

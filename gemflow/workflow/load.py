@@ -15,6 +15,7 @@ import os
 import re
 import stat
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,16 @@ from gemflow.errors import Problem, WorkflowError
 from gemflow.kinds import KINDS, defaults_fields
 from gemflow.kinds.base import FORMAT_BY_SUFFIX, IMAGE_FORMATS, Field, StepKind
 from gemflow.workflow import Ref, Step, Workflow
+from gemflow.workflow.instances import (
+    FORBIDDEN,
+    MAX_INSTANCES,
+    VARIANT,
+    Instance,
+    count,
+    expand,
+    parse_selector,
+    select,
+)
 from gemflow.workflow.vars import VAR_NAME, UnknownVar, resolve_vars, substitute
 from gemflow.workflow.yamlsafe import LineDict, LineList, YamlError, load_yaml
 
@@ -31,7 +42,8 @@ SUPPORTED_VERSIONS = (1,)
 # file can take to parse (about 5 s with libyaml for a megabyte of tiny mappings).
 MAX_WORKFLOW_BYTES = 4 * 1024 * 1024  # 10,000 steps in block style take about 2 MiB
 TOP_LEVEL_KEYS = ("version", "defaults", "vars", "steps")
-STEP_KEYS = ("kind", "output")  # accepted by every kind, besides its own fields
+STEP_KEYS = ("kind", "output", "matrix", "variants")  # accepted by every kind, besides its fields
+MAX_VARIANTS = 1000
 STEP_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*\Z")
 
 
@@ -210,7 +222,8 @@ class _Loader:
     def load_steps(
         self, doc: LineDict, defaults: Mapping[str, Any], variables: Mapping[str, str]
     ) -> dict[str, Step]:
-        parsed: dict[str, tuple[StepKind, dict[str, Any], LineDict]] = {}
+        parsed: dict[str, _Parsed] = {}
+        groups: dict[str, list[str]] = {}
         for step_id, body in doc.items():
             line = doc.line_of(step_id)
             if not isinstance(step_id, str) or not STEP_ID.match(step_id):
@@ -223,36 +236,101 @@ class _Loader:
             if not isinstance(body, LineDict):
                 self.problem(line, "a step is a mapping with at least 'kind'", step_id)
                 continue
-            result = self.load_params(step_id, body, defaults, variables)
-            if result is not None:
-                parsed[step_id] = (*result, body)
+            loaded = self.load_group(step_id, body, defaults, variables)
+            if loaded:
+                parsed.update((p.instance.name, p) for p in loaded)
+                groups[step_id] = [p.instance.name for p in loaded]
 
+        values = {name: dict(p.instance.values) for name, p in parsed.items()}
         steps: dict[str, Step] = {}
         outputs: dict[Path, str] = {}
-        for step_id, (kind, params, body) in parsed.items():
-            refs = self.resolve_refs(step_id, kind, params, body, doc)
-            output = self.resolve_output(step_id, kind, params, body)
+        for name, item in parsed.items():
+            refs = self.resolve_refs(item, doc, groups, values)
+            output = self.resolve_output(item)
             if refs is None or output is None:
                 continue
             path, rel, fmt = output
             if path in outputs:
+                hint = ""
+                if item.instance.values and item.body.get("output") is not None:
+                    keys = ", ".join(f"${{matrix.{k}}}" for k, _ in item.instance.values)
+                    hint = (
+                        f": put {keys} in 'output' so that each instance writes a file of its own"
+                    )
                 self.problem(
-                    body.line_of("output"), f"writes {rel}, as step '{outputs[path]}' does", step_id
+                    item.body.line_of("output"),
+                    f"writes {rel}, as step '{outputs[path]}' does{hint}",
+                    name,
                 )
                 continue
-            outputs[path] = step_id
-            steps[step_id] = Step(step_id, kind, params, refs, path, rel, fmt, doc.line_of(step_id))
+            outputs[path] = name
+            steps[name] = Step(
+                name,
+                item.kind,
+                item.params,
+                refs,
+                path,
+                rel,
+                fmt,
+                doc.line_of(item.group),
+                group=item.group if item.instance.values else "",
+                values=item.instance.values,
+                sample=item.instance.sample,
+            )
         self.check_outputs_are_not_inputs(steps)
         self.check_inputs_are_images(steps)
         return steps
 
-    def load_params(
+    def load_group(
         self,
         step_id: str,
         body: LineDict,
         defaults: Mapping[str, Any],
         variables: Mapping[str, str],
-    ) -> tuple[StepKind, dict[str, Any]] | None:
+    ) -> list[_Parsed]:
+        """The step's instances, each with its parameters; empty when anything is wrong.
+
+        A problem every instance has is reported once, for the step; one that only some have
+        (a ratio one model refuses, say) is reported for each of those instances.
+        """
+        kind = self.load_kind(step_id, body)
+        if kind is None:
+            return []
+        plan = self.load_matrix(step_id, kind, body)
+        if plan is None:
+            return []
+        matrix, variants = plan
+        instances = expand(
+            step_id, [(k, [text for text, _, _ in vs]) for k, vs in matrix], variants
+        )
+        if len(instances) == 1 and not instances[0].values:
+            params = self.load_params(step_id, kind, body, defaults, variables, {})
+            if params is None:
+                return []
+            return [_Parsed(step_id, kind, params, body, instances[0], variables)]
+        raw = {key: {text: (value, line) for text, value, line in vs} for key, vs in matrix}
+        outer = self.problems, self.warnings
+        problems: dict[tuple[int | None, str], list[str]] = {}
+        warnings: dict[tuple[int | None, str], list[str]] = {}
+        loaded: list[_Parsed] = []
+        for instance in instances:
+            self.problems, self.warnings = [], []
+            known = {**variables, **{f"matrix.{k}": v for k, v in instance.values}}
+            fields = {k: raw[k][v] for k, v in instance.values if k in raw and k in kind.fields}
+            params = self.load_params(instance.name, kind, body, defaults, known, fields)
+            if params is not None:
+                loaded.append(_Parsed(step_id, kind, params, body, instance, known))
+            for found, into in ((self.problems, problems), (self.warnings, warnings)):
+                for item in found:
+                    into.setdefault((item.line, item.message), []).append(instance.name)
+        self.problems, self.warnings = outer
+        for into, report in ((problems, self.problem), (warnings, self.warn)):
+            for (line, message), names in into.items():
+                for name in [step_id] if len(names) == len(instances) else names:
+                    report(line, message, name)
+        return loaded if not problems else []
+
+    def load_kind(self, step_id: str, body: LineDict) -> StepKind | None:
         kind_name = body.get("kind")
         if kind_name is None:
             self.problem(body.line, f"missing 'kind' (one of: {', '.join(KINDS)})", step_id)
@@ -265,14 +343,128 @@ class _Loader:
                 f" (kinds: {', '.join(KINDS)})",
                 step_id,
             )
+        return kind
+
+    def load_matrix(
+        self, step_id: str, kind: StepKind, body: LineDict
+    ) -> tuple[list[tuple[str, list[tuple[str, Any, int]]]], int | None] | None:
+        """The step's ``matrix`` (each key with its values as (text, value, line)) and
+        ``variants``, checked; None when either is wrong."""
+        ok = True
+        variants = body.get("variants")
+        if variants is not None:
+            line = body.line_of("variants")
+            if isinstance(variants, bool) or not isinstance(variants, int):
+                self.problem(line, "'variants' must be a whole number of samples", step_id)
+                ok = False
+            elif not 1 <= variants <= MAX_VARIANTS:
+                self.problem(line, f"'variants' must be from 1 to {MAX_VARIANTS}", step_id)
+                ok = False
+            elif not kind.varies:
+                self.problem(
+                    line,
+                    f"a {kind.name} step makes the same result every time: 'variants' needs a "
+                    "step that draws anew (generate or edit)"
+                    + ("; a probe takes 'repeat'" if kind.name == "probe" else ""),
+                    step_id,
+                )
+                ok = False
+        matrix: list[tuple[str, list[tuple[str, Any, int]]]] = []
+        raw = body.get("matrix")
+        if raw is not None:
+            found = self.load_matrix_keys(step_id, kind, body, raw)
+            ok = ok and found is not None
+            matrix = found or []
+        if not ok:
             return None
+        total = count([(k, [text for text, _, _ in vs]) for k, vs in matrix], variants)
+        if total > MAX_INSTANCES:
+            self.problem(
+                body.line_of("matrix"),
+                f"makes {total:,} instances; a step may make at most {MAX_INSTANCES:,}",
+                step_id,
+            )
+            return None
+        return matrix, variants if isinstance(variants, int) else None
+
+    def load_matrix_keys(
+        self, step_id: str, kind: StepKind, body: LineDict, raw: Any
+    ) -> list[tuple[str, list[tuple[str, Any, int]]]] | None:
+        line = body.line_of("matrix")
+        if not isinstance(raw, LineDict) or not raw:
+            self.problem(line, "'matrix' must map parameters to lists of values", step_id)
+            return None
+        ok = True
+        matrix = []
+        for key, values in raw.items():
+            where = raw.line_of(key)
+            problem = self.matrix_key_problem(key, kind, body)
+            if problem is None and (not isinstance(values, LineList) or not values):
+                problem = f"matrix: '{key}' must be a list of values"
+            if problem is not None:
+                self.problem(where, problem, step_id)
+                ok = False
+                continue
+            texts: list[tuple[str, Any, int]] = []
+            for index, value in enumerate(values):
+                text = _matrix_text(value)
+                at = values.line_of(index)
+                if text is None:
+                    self.problem(at, f"matrix: '{key}' values must be text or numbers", step_id)
+                    ok = False
+                elif any(c in text for c in FORBIDDEN):
+                    self.problem(
+                        at, f"matrix value {text!r} may not hold any of {FORBIDDEN}", step_id
+                    )
+                    ok = False
+                elif any(text == seen for seen, _, _ in texts):
+                    self.problem(at, f"matrix: '{key}' lists {text!r} twice", step_id)
+                    ok = False
+                else:
+                    texts.append((text, value, at))
+            if key not in kind.fields and f"${{matrix.{key}}}" not in _all_text(body):
+                self.warn(
+                    where,
+                    f"matrix key '{key}' is used nowhere in the step (write ${{matrix.{key}}} "
+                    "in its prompt): its instances are the same request",
+                    step_id,
+                )
+            matrix.append((key, texts))
+        return matrix if ok else None
+
+    def matrix_key_problem(self, key: Any, kind: StepKind, body: LineDict) -> str | None:
+        if not isinstance(key, str) or not VAR_NAME.match(key):
+            return f"matrix key {key!r} must be letters, digits and _"
+        if key in (*STEP_KEYS, VARIANT):
+            return f"matrix: '{key}' cannot vary" + (" (use 'variants')" if key == VARIANT else "")
+        if key in kind.reference_fields:
+            return f"matrix: '{key}' cannot vary: list the inputs on the step"
+        spec = kind.fields.get(key)
+        if spec is not None and not spec.on_step:
+            return f"matrix: '{key}' is a setting for the whole run and cannot vary"
+        if spec is not None and not spec.in_key:
+            return f"matrix: '{key}' cannot change the picture, so it cannot vary"
+        if key in body:
+            return f"'{key}' is set on the step and in its matrix: keep one"
+        return None
+
+    def load_params(
+        self,
+        step_id: str,
+        kind: StepKind,
+        body: LineDict,
+        defaults: Mapping[str, Any],
+        variables: Mapping[str, str],
+        matrix: Mapping[str, tuple[Any, int]],
+    ) -> dict[str, Any] | None:
+        """The step's parameters: its own keys, ``matrix`` (an instance's values of the kind's
+        fields, with their lines) and the defaults the kind takes; None after a problem."""
         fields = kind.fields
         params: dict[str, Any] = {}
+        lines = {key: line for key, (_, line) in matrix.items()}
         ok = True
-        for key, value in body.items():
-            if key in STEP_KEYS:
-                continue
-            line = body.line_of(key)
+        written = [(k, v, body.line_of(k)) for k, v in body.items() if k not in STEP_KEYS]
+        for key, value, line in [*written, *((k, v, n) for k, (v, n) in matrix.items())]:
             spec = fields.get(key)
             if spec is None or not spec.on_step:
                 ok = False
@@ -291,10 +483,10 @@ class _Loader:
         if not ok:
             return None
         for key, message in kind.check(params):
-            self.problem(body.line_of(key) if key else body.line, message, step_id)
+            self.problem(lines.get(key or "") or body.line_of(key), message, step_id)
         for key, message in kind.warnings(params):
-            self.warn(body.line_of(key) if key else body.line, message, step_id)
-        return kind, params
+            self.warn(lines.get(key or "") or body.line_of(key), message, step_id)
+        return params
 
     def unknown_key_message(self, key: str, kind: StepKind) -> str:
         spec = kind.fields.get(key)
@@ -334,50 +526,75 @@ class _Loader:
         return True, value
 
     def resolve_refs(
-        self, step_id: str, kind: StepKind, params: Mapping[str, Any], body: LineDict, doc: LineDict
+        self,
+        item: _Parsed,
+        doc: LineDict,
+        groups: Mapping[str, list[str]],
+        values: Mapping[str, Mapping[str, str]],
     ) -> tuple[Ref, ...] | None:
-        refs = []
+        refs: list[Ref] = []
         ok = True
-        for text in kind.references(params):
+        kind, body, name = item.kind, item.body, item.instance.name
+        for text in kind.references(item.params):
             line = _ref_line(body, kind, text)
-            if text in doc:
+            selector = parse_selector(text)
+            group = text if text in doc else selector[0] if selector else None
+            if group is not None and group in doc:
                 if text in self.folder_entries:
                     self.problem(
                         line,
                         f"'{text}' is both a step id and a file ({display_path(self.root / text)});"
                         f" rename the step, or write ./{text} for the file",
-                        step_id,
+                        name,
                     )
                     ok = False
-                elif text == step_id:
-                    self.problem(line, "a step cannot use its own output", step_id)
+                elif group == item.group:
+                    self.problem(line, "a step cannot use its own output", name)
                     ok = False
-                refs.append(Ref(text, step=text))
+                elif group not in groups:
+                    ok = False  # the step it names has problems of its own, reported there
+                else:
+                    chosen = select(text, groups, values)
+                    if not chosen:
+                        some = ", ".join(groups[group][:3])
+                        self.problem(
+                            line,
+                            f"'{text}' selects no instance of '{group}' (it has {some}, …)",
+                            name,
+                        )
+                        ok = False
+                    refs.extend(Ref(instance, step=instance) for instance in chosen)
                 continue
-            path = self.confine(text, line, step_id, "input")
+            path = self.confine(text, line, name, "input")
             if path is None:
                 ok = False
                 continue
             unusable = self.unusable_input(text, path, doc)
             if unusable is not None:
                 ok = False
-                self.problem(line, unusable, step_id)
+                self.problem(line, unusable, name)
                 continue
             refs.append(Ref(text, path=path))
         return tuple(refs) if ok else None
 
-    def resolve_output(
-        self, step_id: str, kind: StepKind, params: Mapping[str, Any], body: LineDict
-    ) -> tuple[Path, str, str] | None:
+    def resolve_output(self, item: _Parsed) -> tuple[Path, str, str] | None:
+        kind, params, body, name = item.kind, item.params, item.body, item.instance.name
         line = body.line_of("output")
         written = body.get("output")
         if written is not None and not isinstance(written, str):
-            self.problem(line, "'output' must be a path", step_id)
+            self.problem(line, "'output' must be a path", name)
             return None
+        if written is not None:
+            try:
+                written = substitute(written, item.variables)
+            except UnknownVar as exc:
+                self.problem(line, f"'output': unknown var '${{{exc.name}}}'", name)
+                return None
         suffix = os.path.splitext(written)[1].lower() if written else None
         fmt = kind.output_format(params, suffix)
         if written is None:
-            written = kind.default_output(step_id, fmt)
+            stem = f"{item.group}/{item.instance.slug}" if item.instance.values else name
+            written = kind.default_output(stem, fmt)
         elif FORMAT_BY_SUFFIX.get(suffix or "") != fmt:
             if kind.uses_api and fmt == "png":
                 message = (
@@ -386,9 +603,9 @@ class _Loader:
                 )
             else:
                 message = f"the output's extension does not match its format {fmt!r}"
-            self.problem(line, message, step_id)
+            self.problem(line, message, name)
             return None
-        path = self.confine(written, line, step_id, "output")
+        path = self.confine(written, line, name, "output")
         if path is None:
             return None
         rel = os.path.relpath(path, self.root) if self.allow_outside else os.path.normpath(written)
@@ -569,10 +786,42 @@ def _check_type(value: Any, spec: Field) -> tuple[str | None, Any]:
 
 def _ref_line(body: LineDict, kind: StepKind, text: str) -> int:
     """The line where reference ``text`` is written, as near as we know it."""
-    for field in kind.reference_fields:
-        value = body.get(field)
+    for name in kind.reference_fields:
+        value = body.get(name)
         if isinstance(value, LineList) and text in value:
             return value.line_of(value.index(text))
         if value is not None:
-            return body.line_of(field)
+            return body.line_of(name)
     return body.line
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    """One instance of a step, loaded but not yet resolved (references, output)."""
+
+    group: str  # the step id as written
+    kind: StepKind
+    params: dict[str, Any]
+    body: LineDict
+    instance: Instance
+    variables: Mapping[str, str] = field(default_factory=dict)
+
+
+def _matrix_text(value: Any) -> str | None:
+    """A matrix value as an instance name shows it; None for a value that cannot be one."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | int | float):
+        return str(value)
+    return None
+
+
+def _all_text(value: Any) -> str:
+    """Every string in ``value``, joined: to see whether a step mentions ``${matrix.x}``."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        return " ".join(_all_text(v) for v in value.values())
+    if isinstance(value, list):
+        return " ".join(_all_text(v) for v in value)
+    return ""
