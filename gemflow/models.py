@@ -30,7 +30,8 @@ class ModelInfo:
     input_usd_per_mtok: float
     max_input_images: int
     fixed_size: bool = False
-    api: str = "gemini"  # which provider sends its requests (gemflow.providers.registry)
+    api: str = "gemini"
+    input_token_limit: int = 65536  # which provider sends its requests (gemflow.providers.registry)
 
     def size_info(self, image_size: str | None) -> SizeInfo:
         return self.sizes[image_size or self.default_size]
@@ -84,6 +85,7 @@ def known_models() -> dict[str, ModelInfo]:
             max_input_images=row["max_input_images"],
             fixed_size=row.get("fixed_size", False),
             api=row.get("api", "gemini"),
+            input_token_limit=row.get("input_token_limit", 65536),
         )
         for model_id, row in table.items()
     }
@@ -92,6 +94,22 @@ def known_models() -> dict[str, ModelInfo]:
 def model_info(model_id: str) -> ModelInfo | None:
     """The table's entry for ``model_id`` (a ``models/`` prefix is ignored), or None if unknown."""
     return known_models().get(model_id.removeprefix("models/"))
+
+
+@cache
+def aliases() -> dict[str, str]:
+    """Names people use for models (``nano-banana``) -> model ids."""
+    return dict(_table().get("aliases", {}))
+
+
+def canonical(model: str) -> str:
+    """The model id ``model`` stands for: itself, or what its alias names."""
+    return aliases().get(model, model)
+
+
+def retired(model: str) -> str | None:
+    """Why gemflow refuses ``model``, or None."""
+    return _table().get("retired", {}).get(model.removeprefix("models/"))
 
 
 @cache

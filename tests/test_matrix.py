@@ -13,7 +13,6 @@ from gemflow.engine.keys import digest
 from gemflow.errors import WorkflowError
 from gemflow.workflow.load import load_workflow
 
-
 SWEEP = """\
 version: 1
 vars:
@@ -242,7 +241,10 @@ def test_matrix_values_and_vars_fill_output_paths(project: Project) -> None:
         ("matrix: {variant: [1, 2]}", "use 'variants'"),
         ("matrix: {images: [a.png]}", "list the inputs on the step"),
         ("variants: 0", "'variants' must be from 1 to"),
-        ("matrix: {model: [gemini-3-pro-image, x]}\n    output: out/same.png", "${matrix.model}"),
+        (
+            "matrix: {model: [gemini-3-pro-image, gemini-3.1-flash-image]}\n    output: out/same.png",
+            "${matrix.model}",
+        ),
         ("prompt2: x", "unknown key 'prompt2'"),
     ],
 )

@@ -298,7 +298,10 @@ def test_a_refused_image_fails_that_step_blocks_dependents_and_keeps_the_rest(
 
 
 def test_an_api_error_is_one_line_in_the_summary(project: Project) -> None:
-    project.write("version: 1\nsteps:\n  a: {kind: generate, prompt: x, model: gemini-9-image}\n")
+    project.write(
+        "version: 1\nsteps:\n  a: {kind: generate, prompt: x, model: gemini-9-image, "
+        "allow_unknown_model: true}\n"
+    )
     result = project.run(expect=1)
     assert "404 NOT_FOUND" in result.stderr
     assert "Traceback" not in result.output
@@ -408,7 +411,10 @@ def test_a_corrupt_cache_entry_is_never_served(project: Project) -> None:
 
 
 def test_workflow_warnings_are_shown(project: Project) -> None:
-    project.write("version: 1\nsteps:\n  a: {kind: generate, prompt: x, model: gemini-9-image}\n")
+    project.write(
+        "version: 1\nsteps:\n  a: {kind: generate, prompt: x, model: gemini-9-image, "
+        "allow_unknown_model: true}\n"
+    )
     result = project.run("--dry-run")
     assert "unknown model 'gemini-9-image'" in result.stderr
 

@@ -42,12 +42,13 @@ def is_text_model(info: ModelInfo) -> bool:
 
 def model_resource(model_id: str) -> dict[str, Any]:
     """The body of a getModel answer."""
+    info = known_models().get(model_id)
     return {
         "name": f"models/{model_id}",
         "version": "001",
         "displayName": _display_name(model_id),
         "description": "Emulated by gemflow: deterministic images for tests.",
-        "inputTokenLimit": INPUT_TOKEN_LIMIT,
+        "inputTokenLimit": info.input_token_limit if info is not None else INPUT_TOKEN_LIMIT,
         "outputTokenLimit": OUTPUT_TOKEN_LIMIT,
         "supportedGenerationMethods": ["generateContent", "countTokens"],
     }

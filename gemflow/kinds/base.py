@@ -35,8 +35,10 @@ class Field:
     """One key a step accepts.
 
     ``type`` is one of: str; scalar (a str, or a number read as its str: ``image_size: 512``); int;
-    number (int or float, loaded as float so 1 and 1.0 make one key); ref (one step id or file);
-    refs (a non-empty list of them); list (checked by the kind).
+    number (int or float, loaded as float so 1 and 1.0 make one key); bool; ref (one step id or
+    file); refs (a non-empty list of them); list (checked by the kind); text_or_json (text, or a
+    mapping or list sent as JSON text: a structured prompt); file (a text file beside the
+    workflow whose text, vars substituted, becomes the parameter named by ``fills``).
     """
 
     type: str
@@ -47,6 +49,7 @@ class Field:
     in_key: bool = True  # False: cannot change the picture (e.g. a description), so not in the key
     default: Any = None  # what an unset key means: writing it out must not change the key
     on_step: bool = True  # False: only the workflow's defaults may set it (a run-wide setting)
+    fills: str | None = None  # a file field: the parameter its text becomes
     doc: str = ""
 
 

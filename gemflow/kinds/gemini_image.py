@@ -18,6 +18,15 @@ from gemflow.kinds.base import (
     InputImage,
     StepOutput,
 )
+from gemflow.kinds.prompts import (
+    ALLOW_UNKNOWN,
+    MODEL,
+    model_problems,
+    model_warnings,
+    prompt_problems,
+    prompt_warnings,
+    resolve_model,
+)
 from gemflow.models import model_info
 
 if TYPE_CHECKING:
@@ -26,7 +35,8 @@ if TYPE_CHECKING:
 
 # Keys that `defaults:` may set for every Gemini image step.
 IMAGE_DEFAULTS: Mapping[str, Field] = {
-    "model": Field("str", required=True, doc="model id; see gemflow/data/models.toml"),
+    "model": MODEL,
+    "allow_unknown_model": ALLOW_UNKNOWN,
     "system": Field("str", doc="system instruction"),
     "aspect_ratio": Field("str", doc='e.g. "16:9" (quoted or not)'),
     "image_size": Field("scalar", doc='"512", "1K", "2K" or "4K" as the model allows'),
@@ -82,7 +92,10 @@ class GeminiImageKind(ApiKind):
     def fields(self) -> Mapping[str, Field]:  # type: ignore[override]
         return {
             **IMAGE_DEFAULTS,
-            "prompt": Field("str", required=True),
+            "prompt": Field("text_or_json", required=True, doc="text, or a mapping sent as JSON"),
+            "prompt_file": Field(
+                "file", in_key=False, fills="prompt", doc="a text or Markdown file: the prompt"
+            ),
             "images": Field(
                 "refs", required=self.images_required, doc="step ids or files, in order"
             ),
@@ -92,11 +105,16 @@ class GeminiImageKind(ApiKind):
     def output_format(self, params: Mapping[str, Any], suffix: str | None) -> str:
         return "png"
 
+    def resolve(self, params: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+        return resolve_model(super().resolve(params, defaults))
+
     def check(self, params: Mapping[str, Any]) -> list[tuple[str | None, str]]:
+        problems = model_problems(params) + prompt_problems(
+            params, extra=params.get("system") or ""
+        )
         info = model_info(params["model"]) if params.get("model") else None
         if info is None:
-            return []
-        problems: list[tuple[str | None, str]] = []
+            return problems
         ratio = params.get("aspect_ratio")
         if ratio is not None and ratio not in info.ratios:
             problems.append(
@@ -128,10 +146,7 @@ class GeminiImageKind(ApiKind):
         return problems
 
     def warnings(self, params: Mapping[str, Any]) -> list[tuple[str | None, str]]:
-        model = params.get("model")
-        if model and model_info(model) is None:
-            return [("model", f"unknown model {model!r}: not validated, no cost estimate")]
-        return []
+        return model_warnings(params) + prompt_warnings(params)
 
     def estimate(self, step: Step) -> Estimate:
         info = model_info(step.params["model"])

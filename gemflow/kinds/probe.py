@@ -19,7 +19,15 @@ from gemflow.kinds.base import (
     InputImage,
     StepOutput,
 )
-from gemflow.models import default_reader, model_info, reader_models
+from gemflow.kinds.prompts import (
+    ALLOW_UNKNOWN,
+    MODEL,
+    model_problems,
+    model_warnings,
+    prompt_problems,
+    resolve_model,
+)
+from gemflow.models import default_reader, reader_models
 from gemflow.probe.battery import DEFAULT_PROMPT, PROBE_NAMES, PROBES, canary_for, quoted_text
 from gemflow.probe.reading import INSTALL_TESSERACT, TESSERACT, tesseract_missing
 
@@ -31,14 +39,16 @@ LONG_PROMPT_WORDS = 40
 LONG_PROMPT_WHY = "image models set long text poorly, and garbled text reads as rewritten"
 
 
-_MODEL = Field("str", required=True, doc="the image model to probe; see gemflow/data/models.toml")
-
-
 class Probe(ApiKind):
     name = "probe"
-    defaults: ClassVar[Mapping[str, Field]] = {"model": _MODEL, **SEND_FIELDS}
+    defaults: ClassVar[Mapping[str, Field]] = {
+        "model": MODEL,
+        "allow_unknown_model": ALLOW_UNKNOWN,
+        **SEND_FIELDS,
+    }
     fields: ClassVar[Mapping[str, Field]] = {
-        "model": _MODEL,
+        "model": MODEL,
+        "allow_unknown_model": ALLOW_UNKNOWN,
         "prompt": Field("str", doc="the prompt under test (default: a neutral one)"),
         "probes": Field("list", doc=f"which probes, in order (default: {', '.join(PROBE_NAMES)})"),
         "repeat": Field("int", minimum=1, maximum=20, doc="samples to take; the majority decides"),
@@ -55,7 +65,13 @@ class Probe(ApiKind):
     def default_output(self, step_id: str, fmt: str) -> str:
         return f"out/{step_id}.probe.json"
 
+    def resolve(self, params: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+        return resolve_model(super().resolve(params, defaults))
+
     def check(self, params: Mapping[str, Any]) -> list[tuple[str | None, str]]:
+        return model_problems(params) + prompt_problems(params) + self._probe_problems(params)
+
+    def _probe_problems(self, params: Mapping[str, Any]) -> list[tuple[str | None, str]]:
         probes = params.get("probes")
         if probes is None:
             return []
@@ -71,10 +87,7 @@ class Probe(ApiKind):
         return []
 
     def warnings(self, params: Mapping[str, Any]) -> list[tuple[str | None, str]]:
-        found: list[tuple[str | None, str]] = []
-        model = params.get("model")
-        if model and model_info(model) is None:
-            found.append(("model", f"unknown model {model!r}: not validated, no cost estimate"))
+        found = model_warnings(params)
         if problem := _reader_problem(_reader(params)):
             found.append(("reader", problem))
         if len(_prompt(params).split()) > LONG_PROMPT_WORDS:

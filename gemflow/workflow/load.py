@@ -11,6 +11,7 @@ import codecs
 import difflib
 import errno
 import functools
+import json
 import os
 import re
 import stat
@@ -75,6 +76,7 @@ class _Loader:
         self.allow_outside = allow_outside
         self.problems: list[Problem] = []
         self.warnings: list[Problem] = []
+        self.text_files: dict[Path, str] = {}  # prompt files, read once however many instances
 
     @functools.cached_property
     def folder_entries(self) -> frozenset[str]:
@@ -474,6 +476,9 @@ class _Loader:
             ok = ok and good
             if good:
                 params[key] = converted
+        for key, spec in fields.items():
+            if spec.fills and key in params:
+                ok = self.fill_from_file(params, key, spec.fills, body, variables, step_id) and ok
         params = kind.resolve(params, defaults)
         for key, spec in fields.items():
             if spec.required and params.get(key) is None and key not in body:
@@ -487,6 +492,45 @@ class _Loader:
         for key, message in kind.warnings(params):
             self.warn(lines.get(key or "") or body.line_of(key), message, step_id)
         return params
+
+    def fill_from_file(
+        self,
+        params: dict[str, Any],
+        key: str,
+        target: str,
+        body: LineDict,
+        variables: Mapping[str, str],
+        step_id: str,
+    ) -> bool:
+        """Put the text of the file ``params[key]`` names, vars substituted, in ``params[target]``."""
+        line = body.line_of(key)
+        if target in params:
+            self.problem(line, f"'{key}' and '{target}' are both given: keep one", step_id)
+            return False
+        path = self.confine(params[key], line, step_id, key)
+        if path is None:
+            return False
+        text = self.text_files.get(path)
+        if text is None:
+            try:
+                data = _read_regular_file(path, MAX_WORKFLOW_BYTES + 1)
+                if len(data) > MAX_WORKFLOW_BYTES:
+                    raise OSError(f"over {MAX_WORKFLOW_BYTES:,} bytes")
+                text = self.text_files[path] = data.decode("utf-8-sig")
+            except FileNotFoundError:
+                shown = display_path(path)
+                self.problem(line, f"'{key}': no such file {shown}", step_id)
+                return False
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else exc
+                self.problem(line, f"'{key}': cannot read {display_path(path)}: {reason}", step_id)
+                return False
+        try:
+            params[target] = substitute(text, variables)
+        except UnknownVar as exc:
+            self.problem(line, f"'{key}' ({params[key]}): unknown var '${{{exc.name}}}'", step_id)
+            return False
+        return True
 
     def unknown_key_message(self, key: str, kind: StepKind) -> str:
         spec = kind.fields.get(key)
@@ -775,6 +819,16 @@ def _check_type(value: Any, spec: Field) -> tuple[str | None, Any]:
         value = list(value)
     if kind == "list" and not isinstance(value, list):
         return f"must be a list, not {_type_name(value)}", None
+    if kind == "bool" and not isinstance(value, bool):
+        return f"must be true or false, not {_type_name(value)}", None
+    if kind == "file" and not isinstance(value, str):
+        return f"must be a file path, not {_type_name(value)}", None
+    if kind == "text_or_json":
+        if isinstance(value, LineDict | LineList):
+            # Keys in the order written, 2-space indent, UTF-8 as is: what the model reads.
+            return None, json.dumps(value, indent=2, ensure_ascii=False)
+        if not isinstance(value, str):
+            return f"must be text, not {_type_name(value)}", None
     if spec.choices is not None and value not in spec.choices:
         return f"must be one of {', '.join(map(str, spec.choices))}, not {value!r}", None
     if spec.minimum is not None and value < spec.minimum:
