@@ -78,6 +78,11 @@ def cli() -> None:
 )
 @click.option("--force-all", is_flag=True, help="Run every selected step again.")
 @click.option(
+    "--retry-refused",
+    is_flag=True,
+    help="Ask again where the model refused last time (refusals are cached answers).",
+)
+@click.option(
     "--reroll",
     multiple=True,
     metavar="STEP",
@@ -148,6 +153,7 @@ def run(
     dry_run: bool,
     force: tuple[str, ...],
     force_all: bool,
+    retry_refused: bool,
     reroll: tuple[str, ...],
     jobs: int,
     as_json: bool,
@@ -180,6 +186,7 @@ def run(
         force=frozenset(force),
         force_all=force_all,
         reroll=frozenset(reroll),
+        retry_refused=retry_refused,
         jobs=jobs,
         dry_run=dry_run,
         fail_fast=not keep_going,

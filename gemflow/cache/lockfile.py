@@ -33,6 +33,7 @@ class LockEntry:
     reroll: int = 0
     base: str = ""
     takes: list[dict[str, Any]] = field(default_factory=list)  # {"reroll", "key", "digest"}
+    refused: str = ""  # a step that expects a refusal: the reason it was refused (no output)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> LockEntry:
@@ -49,6 +50,7 @@ class LockEntry:
             reroll=int(data.get("reroll") or 0),
             base=str(data.get("base") or ""),
             takes=[dict(t) for t in data.get("takes") or []],
+            refused=str(data.get("refused") or ""),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -68,6 +70,8 @@ class LockEntry:
             data["attachments"] = self.attachments
         if self.reroll:
             data["reroll"] = self.reroll
+        if self.refused:
+            data["refused"] = self.refused
         if len(self.takes) > 1:  # one take is just the output: nothing to go back to
             data["base"] = self.base
             data["takes"] = self.takes

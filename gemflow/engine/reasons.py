@@ -28,6 +28,8 @@ _WORDS = {
     "fail-fast": "not started: {step} failed and --fail-fast is set",
     "made-meanwhile": "made meanwhile by another gemflow run",
     "rerolled": "re-rolled: take {take}",
+    "refused-as-expected": "refused as expected ({refusal})",
+    "refused-before": "refused before; the answer is cached (--retry-refused asks again)",
 }
 
 

@@ -36,9 +36,18 @@ from gemflow.engine.executor import ThreadExecutor
 from gemflow.engine.graph import build_graph, ordered, select
 from gemflow.engine.keys import digest, key_material, step_key
 from gemflow.engine.reasons import Reason, reason
+from gemflow.engine.refusals import Refusal, expects_refusal, recall, remember
 from gemflow.engine.scheduler import Scheduler
 from gemflow.engine.takes import archived_key
-from gemflow.errors import ConfigError, GemflowError, InputError, Problem, StepError, WorkflowError
+from gemflow.errors import (
+    ConfigError,
+    GemflowError,
+    InputError,
+    NoImageError,
+    Problem,
+    StepError,
+    WorkflowError,
+)
 from gemflow.fileio import DigestMemo, write_atomic
 from gemflow.kinds.base import Estimate, InputImage, RunContext, StepOutput
 from gemflow.providers.base import SendSettings
@@ -55,6 +64,7 @@ class RunOptions:
     dry_run: bool = False
     fail_fast: bool = False  # after the first failure, start no new step that would run
     reroll: frozenset[str] = frozenset()  # steps to draw once more (their earlier takes are kept)
+    retry_refused: bool = False  # ask again where the model refused last time
 
 
 @dataclass
@@ -75,6 +85,7 @@ class _Job:
     forced: bool
     ctx: RunContext
     started: float = field(default_factory=time.monotonic)
+    refusal: Refusal | None = None  # the model refused: its answer, kept
     reused: bool = False  # another gemflow process made this result while we waited for the key
 
 
@@ -234,6 +245,11 @@ class Runner:
         if reroll and entry is not None and reroll > entry.reroll and decision.status is Status.RUN:
             decision = Decision(Status.RUN, reason("rerolled", take=len(takes) + 1))
         self._takes_of[step.id] = (base, reroll, takes)
+        if decision.status is Status.RUN and step.uses_api and not forced:
+            refusal = None if self.options.retry_refused else recall(self.store, key, entry)
+            if refusal is not None:
+                self._refused(step, key, material, inputs, refusal, reason("refused-before"))
+                return None
         if self.options.dry_run:
             self._planned(step, decision.reason, key, decision)
             return None
@@ -389,10 +405,14 @@ class Runner:
             if data is None or digest(data) != expected:
                 raise InputError(f"input {ref.text} changed while the run was going on")
             images.append(InputImage(ref.text, data))
-        result = step.kind.run(step, images, ctx)
+        meta: dict[str, Any] = {"usage": ctx.tokens, "model_version": ctx.model_version}
+        try:
+            result = step.kind.run(step, images, ctx)
+        except NoImageError as refused:
+            job.refusal = remember(self.store, job.key, refused, {**meta, "step": step.id})
+            raise
         if job.forced and step.kind.varies:
             self._archive(step, job.key, digest(result.data))
-        meta: dict[str, Any] = {"usage": ctx.tokens, "model_version": ctx.model_version}
         if step.uses_api:
             meta["attempts"] = ctx.api_calls
         meta.update(result.meta, step=step.id, kind=step.kind.name, summary=result.summary)
@@ -426,6 +446,17 @@ class Runner:
         except ConfigError:
             raise  # no key, say: every API step would fail the same way, so stop the run
         except (GemflowError, OSError) as exc:
+            if job.refusal is not None:
+                spent = {
+                    "api_calls": ctx.api_calls,
+                    "usd": ctx.usd,
+                    "tokens": dict(ctx.tokens),
+                    "seconds": seconds,
+                }
+                self._refused(
+                    step, job.key, job.material, job.inputs, job.refusal, job.reason, **spent
+                )
+                return
             self._failed.add(step.id)
             if self.options.fail_fast and self._stopped_by is None:
                 self._stopped_by = step.id
@@ -471,6 +502,39 @@ class Runner:
             result=result.summary,
         )
 
+    def _refused(
+        self,
+        step: Step,
+        key: str,
+        material: dict[str, Any],
+        inputs: list[str],
+        refusal: Refusal,
+        why: Reason,
+        **report: Any,
+    ) -> None:
+        """The model refused ``step``, now or before: a success if the step expects it."""
+        fresh = "api_calls" in report
+        if expects_refusal(step):
+            status = Status.RUN if fresh else Status.CACHED
+            expected = reason("refused-as-expected", refusal=refusal.reason)
+            self._finish_step(
+                step,
+                key,
+                material,
+                inputs,
+                status,
+                expected,
+                None,
+                meta={"summary": {"refused": refusal.reason}, "usage": report.pop("tokens", {})},
+                refused=refusal.reason,
+                **report,
+            )
+            return
+        self._failed.add(step.id)
+        if fresh and self.options.fail_fast and self._stopped_by is None:
+            self._stopped_by = step.id
+        self._report(step, Status.FAILED, why, error=refusal.message(), key=key, **report)
+
     # -- bookkeeping ------------------------------------------------------------------------------
 
     def _finish_step(
@@ -486,6 +550,7 @@ class Runner:
         model_version: str | None = None,
         tokens: dict[str, int] | None = None,
         meta: dict[str, Any] | None = None,
+        refused: str = "",
         **report: Any,
     ) -> None:
         self._done[step.id] = _Done(key, output_digest)
@@ -513,8 +578,13 @@ class Runner:
             reroll=reroll,
             base=base if several else "",
             takes=takes if several else [],
+            refused=refused,
         )
-        fresh_tokens = tokens if status is Status.RUN else {}
+        if expects_refusal(step) and not refused:
+            self._failed.add(step.id)
+            report["error"] = f"expected a refusal, but the model drew an image ({step.output_rel})"
+            status = Status.FAILED
+        fresh_tokens = tokens if status in (Status.RUN, Status.FAILED) else {}
         self._report(step, status, why, key=key, tokens=dict(fresh_tokens or {}), **report)
 
     def _report(self, step: Step, status: Status, why: Reason, **fields: Any) -> None:

@@ -100,6 +100,12 @@ class GeminiImageKind(ApiKind):
                 "refs", required=self.images_required, doc="step ids or files, in order"
             ),
             "description": Field("str", in_key=False),
+            "expect": Field(
+                "str",
+                choices=("image", "refusal"),
+                in_key=False,
+                doc="refusal: the step succeeds when the model refuses (a moderation check)",
+            ),
         }
 
     def output_format(self, params: Mapping[str, Any], suffix: str | None) -> str:

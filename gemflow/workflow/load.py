@@ -705,7 +705,13 @@ class _Loader:
         for step in steps.values():
             for ref in step.refs:
                 source = steps.get(ref.step) if ref.step else None
-                if source is not None and source.format not in IMAGE_FORMATS:
+                if source is not None and source.params.get("expect") == "refusal":
+                    self.problem(
+                        step.line,
+                        f"'{ref.text}' expects the model to refuse: it makes no image to use",
+                        step.id,
+                    )
+                elif source is not None and source.format not in IMAGE_FORMATS:
                     self.problem(
                         step.line,
                         f"'{ref.text}' is a {source.kind.name} step: its output "
