@@ -26,12 +26,13 @@ import hashlib
 import io
 import json
 import math
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
-from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
+from PIL import Image, ImageDraw, PngImagePlugin
+
+from gemflow.imaging.text import font
 
 TEXT_CHUNK = "gemflow-emulator-text"
 BASE_PIXELS = {"512": 512, "1K": 1024, "2K": 2048, "4K": 4096}
@@ -44,8 +45,6 @@ _CUBE_START = 16
 _STRIPE_START = 232
 _RAMP_LUT = [v * (_RAMP - 1) // 255 for v in range(256)]
 _REFERENCE_FONT_SIZE = 100
-
-Font = ImageFont.FreeTypeFont | ImageFont.ImageFont | ImageFont.TransposedFont
 
 
 @dataclass(frozen=True)
@@ -253,17 +252,6 @@ def _thumbnail_band_height(count: int, height: int) -> int:
     return 0 if count == 0 else max(MIN_SIDE // 2, height // 5)
 
 
-_fonts = threading.local()
-
-
-def _font(size: int) -> Font:
-    """Fonts are cached per thread: a FreeType face must not be used by two threads at once."""
-    by_size: dict[int, Font] = _fonts.__dict__.setdefault("by_size", {})
-    if size not in by_size:
-        by_size[size] = ImageFont.load_default(size=size)
-    return by_size[size]
-
-
 def _draw_prompt(draw: ImageDraw.ImageDraw, prompt: str, box: tuple[int, int, int, int]) -> None:
     """Wrap ``prompt`` in the largest type that fits ``box`` (down to a floor), centred."""
     left, top, right, bottom = box
@@ -271,19 +259,19 @@ def _draw_prompt(draw: ImageDraw.ImageDraw, prompt: str, box: tuple[int, int, in
     if not prompt.strip() or box_w <= 0 or box_h <= 0:
         return
     size, lines = _fit(prompt, box_w, box_h)
-    font = _font(size)
+    face = font(size)
     line_h = round(size * 1.2)
     y = top + max(0, (box_h - line_h * len(lines)) // 2)
     for line in lines:
-        x = left + max(0, (box_w - round(font.getlength(line))) // 2)
-        draw.text((x, y), line, font=font, fill=255)
+        x = left + max(0, (box_w - round(face.getlength(line))) // 2)
+        draw.text((x, y), line, font=face, fill=255)
         y += line_h
 
 
 def _fit(prompt: str, box_w: int, box_h: int) -> tuple[int, list[str]]:
     """Font size and wrapped lines. Widths are measured once at a reference size and scaled,
     which is close enough for glyph outlines and much faster than measuring at every size."""
-    reference = _font(_REFERENCE_FONT_SIZE)
+    reference = font(_REFERENCE_FONT_SIZE)
     space = reference.getlength(" ") / _REFERENCE_FONT_SIZE
     paragraphs = [
         [(word, reference.getlength(word) / _REFERENCE_FONT_SIZE) for word in line.split()]
@@ -348,7 +336,7 @@ def _paste_thumbnails(
     quantiser = Image.new("P", (1, 1))
     quantiser.putpalette(palette)
     draw = ImageDraw.Draw(picture)
-    label_font = _font(max(8, slot_h // 4))
+    label_font = font(max(8, slot_h // 4))
     for i, data in enumerate(images):
         x = margin + i * (slot_w + gap)
         draw.rectangle((x, top, x + slot_w - 1, top + slot_h - 1), fill=_RAMP - 1)
