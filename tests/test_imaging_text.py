@@ -59,3 +59,12 @@ def test_draw_line_stays_inside_its_box():
     drawn = Image.new("RGBA", canvas.size, (255, 255, 255, 255))
     drawn.paste(canvas.crop((50, 20, 150, 40)), (50, 20))
     assert drawn.tobytes() == canvas.tobytes()
+
+
+def test_shorten_in_the_middle_keeps_both_ends():
+    face = font(12)
+    line = shorten("model=gemini-3-pro-image · variant=2", face, 150, middle=True)
+
+    assert ELLIPSIS in line[1:-1]
+    assert line.startswith("model=") and line.endswith("variant=2")
+    assert face.getlength(line) <= 150

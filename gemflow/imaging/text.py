@@ -33,19 +33,30 @@ def font(size: int) -> Font:
     return by_size[size]
 
 
-def shorten(text: str, face: Font, width: float) -> str:
-    """``text`` on one line, cut at the end with ``…`` when it is wider than ``width`` pixels."""
+def shorten(text: str, face: Font, width: float, *, middle: bool = False) -> str:
+    """``text`` on one line, cut with ``…`` when it is wider than ``width`` pixels: at the end, or
+    in the middle when ``middle`` (captions, whose ends tell them apart: ``variant=2``, ``_7.png``).
+    """
     line = " ".join(text.split())
     if face.getlength(line) <= width:
         return line
-    low, high = 0, len(line)  # the longest prefix that fits with the ellipsis: binary search
+    low, high = 0, len(line)  # the most characters that fit with the ellipsis: binary search
     while low < high:
-        middle = (low + high + 1) // 2
-        if face.getlength(line[:middle].rstrip() + ELLIPSIS) <= width:
-            low = middle
+        kept = (low + high + 1) // 2
+        if face.getlength(_cut(line, kept, middle)) <= width:
+            low = kept
         else:
-            high = middle - 1
-    return line[:low].rstrip() + ELLIPSIS if low else ""
+            high = kept - 1
+    return _cut(line, low, middle) if low else ""
+
+
+def _cut(line: str, kept: int, middle: bool) -> str:
+    """``line`` with only ``kept`` of its characters and an ellipsis where the rest were."""
+    if not middle:
+        return line[:kept].rstrip() + ELLIPSIS
+    head = (kept + 1) // 2
+    tail = kept - head
+    return line[:head].rstrip() + ELLIPSIS + (line[-tail:].lstrip() if tail else "")
 
 
 def ink_on(background: Color) -> tuple[Color, Color | None]:
