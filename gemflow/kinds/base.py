@@ -35,8 +35,8 @@ class Field:
     """One key a step accepts.
 
     ``type`` is one of: str; scalar (a str, or a number read as its str: ``image_size: 512``); int;
-    number (int or float, loaded as float so 1 and 1.0 make one key); ref (one step id or file);
-    refs (a non-empty list of them); list (checked by the kind).
+    number (int or float, loaded as float so 1 and 1.0 make one key); bool (true or false); ref
+    (one step id or file); refs (a non-empty list of them); list (checked by the kind).
     """
 
     type: str

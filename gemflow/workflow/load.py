@@ -546,6 +546,8 @@ def _check_type(value: Any, spec: Field) -> tuple[str | None, Any]:
         if isinstance(value, bool) or not isinstance(value, str | int):
             return f"must be text, not {_type_name(value)}", None
         value = str(value)
+    if kind == "bool" and not isinstance(value, bool):
+        return f"must be true or false, not {_type_name(value)}", None
     if kind == "int" and (isinstance(value, bool) or not isinstance(value, int)):
         return f"must be a whole number, not {_type_name(value)}", None
     if kind == "number":
