@@ -6,6 +6,11 @@ input images appear as numbered thumbnails along the bottom edge, and a stripe o
 cells along the top edge encodes the first 24 bytes of the digest. Any change to the scene changes
 the stripe, so different scenes never give equal bytes.
 
+A small mark in the bottom-right corner says what made the picture: the model, the aspect ratio
+and size, then the request's seed or, without one, which take of an identical request this is
+(``gemini-3-pro-image · 16:9 · 1K · take 2``), so a grid of variants or models reads offline.
+The mark is not part of the drawn text: read-back (the text chunk, the stripe) never sees it.
+
 Pictures are palette PNGs: an RGB PNG of 1024² takes Pillow ~17 ms to filter and deflate, a
 palette one ~3 ms. The palette is laid out as
 
@@ -32,7 +37,7 @@ from functools import cached_property
 
 from PIL import Image, ImageDraw, PngImagePlugin
 
-from gemflow.imaging.text import font
+from gemflow.imaging.text import font, shorten
 
 TEXT_CHUNK = "gemflow-emulator-text"
 BASE_PIXELS = {"512": 512, "1K": 1024, "2K": 2048, "4K": 4096}
@@ -52,7 +57,8 @@ class Scene:
     """Everything a picture depends on. ``images`` are the raw input image bytes, in order.
 
     ``drawn`` is the text the picture shows when that is not the prompt (see
-    :mod:`gemflow.emulator.lettering`); None means the prompt.
+    :mod:`gemflow.emulator.lettering`); None means the prompt. ``take`` counts identical requests
+    (see :mod:`gemflow.emulator.takes`): each take is a different picture.
     """
 
     model: str
@@ -64,6 +70,7 @@ class Scene:
     temperature: float | None = None
     seed: int | None = None
     drawn: str | None = None
+    take: int = 1
 
     @property
     def prompt(self) -> str:
@@ -89,6 +96,8 @@ class Scene:
         }
         if self.drawn is not None:  # absent otherwise, so ordinary pictures keep their bytes
             canonical["drawn"] = self.drawn
+        if self.take != 1:  # absent for the first take, which keeps the colours it always had
+            canonical["take"] = self.take
         blob = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(blob.encode()).digest()
 
@@ -96,6 +105,12 @@ class Scene:
     def mark(self) -> bytes:
         """The bytes the colour stripe encodes (see :func:`read_mark`)."""
         return self.digest[:MARK_BYTES]
+
+    @property
+    def label(self) -> str:
+        """The corner mark: what made the picture, and which one of its takes it is."""
+        which = f"seed {self.seed}" if self.seed is not None else f"take {self.take}"
+        return " · ".join((self.model, self.aspect_ratio, self.image_size, which))
 
 
 @dataclass(frozen=True)
@@ -148,8 +163,9 @@ def image_dimensions(data: bytes) -> tuple[int, int] | None:
         return None
 
 
-def render(scene: Scene, scale: float = 1.0) -> Rendered:
-    """The final image for ``scene`` as PNG bytes."""
+def render(scene: Scene, scale: float = 1.0, *, marked: bool = True) -> Rendered:
+    """The final image for ``scene`` as PNG bytes; with its corner mark unless ``marked`` is
+    False (the picture as it was before marks, for comparison)."""
     width, height = pixel_size(scene.aspect_ratio, scene.image_size, scale)
     background, ink = _colours(scene.digest)
     stripe_h = max(2, height // 48)
@@ -167,6 +183,8 @@ def render(scene: Scene, scale: float = 1.0) -> Rendered:
     _paste_stripe(picture, stripe_h)
     if scene.images:
         _paste_thumbnails(picture, palette, scene.images, thumbs_h, margin)
+    if marked:
+        _paste_label(picture, scene.label, margin, thumbs_h)
     return Rendered(_encode(picture, scene.text), width, height)
 
 
@@ -354,6 +372,27 @@ def _paste_thumbnails(
                 ),
             )
         draw.text((x + 3, top + 1), str(i + 1), font=label_font, fill=0)
+
+
+def _paste_label(picture: Image.Image, label: str, margin: int, thumbs_h: int) -> None:
+    """``label`` small on a plate of the background colour, in the bottom-right corner.
+
+    At full size the plate fits in the bottom margin, under the prompt and the thumbnails. A
+    small picture (a scaled-down emulator) has no room for 8 px type there: the plate then sits
+    just above the thumbnails, over the end of the prompt's box, so it never hides an input.
+    Too long a label is cut in the middle, so the take (or seed) at its end stays.
+    """
+    size = max(8, round(min(picture.size) / 44))
+    pad = max(1, size // 3)
+    face = font(size)
+    text = shorten(label, face, picture.width - 2 * margin - 2 * pad, middle=True)
+    if not text:
+        return
+    plate = Image.new("L", (round(face.getlength(text)) + 2 * pad, size + 2 * pad), 0)
+    ImageDraw.Draw(plate).text((pad, pad + size // 2), text, font=face, fill=255, anchor="lm")
+    tile = Image.frombytes("P", plate.size, plate.point(_RAMP_LUT).tobytes())
+    bottom = picture.height if plate.height <= margin else picture.height - thumbs_h
+    picture.paste(tile, (picture.width - plate.width, bottom - plate.height))
 
 
 def _thumbnail(data: bytes, width: int, height: int) -> Image.Image | None:
