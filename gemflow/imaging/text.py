@@ -2,8 +2,8 @@
 
 Every picture gemflow letters (grid captions and titles, the emulator's drawings) uses Pillow's
 built-in scalable face (Aileron, via FreeType), never a system font: the same text then draws the
-same pixels on every machine, which cached pictures rely on. The face covers ASCII and common
-punctuation (``…``, ``·``); other characters draw as boxes.
+same pixels on every machine with the same Pillow, which cached pictures rely on. The face covers
+ASCII and common punctuation (``…``, ``·``); other characters (``é``, CJK) draw as boxes.
 """
 
 from __future__ import annotations
