@@ -365,7 +365,8 @@ def check_outputs_stored(left: Snapshot) -> Check:
 
 
 def check_outputs_match(left: Snapshot, clean: Snapshot) -> Check:
-    """The emulator draws each image from its request alone, so the response a retried step
+    """The emulator draws each image from its request and its take, and a 429 or 503 uses up no
+    take: each step's prompt is answered once, with take 1, so the response a retried step
     finally got must be the very image the fault-free run got for the same step."""
     wrong = [
         step_id

@@ -39,8 +39,11 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def emulator() -> Iterator[Emulator]:
-    with Emulator(scale=0.125) as emu:
+def emulator(request: pytest.FixtureRequest) -> Iterator[Emulator]:
+    """The emulator, at small scale. Like a real model it answers a repeated request with a new
+    picture; a test marked ``same_takes`` gets the same bytes again (``vary_takes=False``)."""
+    vary_takes = request.node.get_closest_marker("same_takes") is None
+    with Emulator(scale=0.125, vary_takes=vary_takes) as emu:
         yield emu
 
 

@@ -73,8 +73,8 @@ def client(emu: Emulator, connect: Callable[..., genai.Client]) -> genai.Client:
     return connect(emu)
 
 
-def _shared(scale: float) -> Iterator[genai.Client]:
-    with Emulator(scale=scale) as emulator:
+def _shared(scale: float, *, vary_takes: bool = True) -> Iterator[genai.Client]:
+    with Emulator(scale=scale, vary_takes=vary_takes) as emulator:
         client = genai.Client(
             api_key="test-key", http_options=types.HttpOptions(base_url=emulator.url)
         )
@@ -94,6 +94,17 @@ def shared_client() -> Iterator[genai.Client]:
 @pytest.fixture(scope="module")
 def full_size_client() -> Iterator[genai.Client]:
     yield from _shared(1.0)
+
+
+@pytest.fixture(scope="module")
+def steady_client() -> Iterator[genai.Client]:
+    """An emulator that answers identical requests with identical bytes (take 1 every time)."""
+    yield from _shared(SMALL, vary_takes=False)
+
+
+@pytest.fixture(scope="module")
+def steady_full_size_client() -> Iterator[genai.Client]:
+    yield from _shared(1.0, vary_takes=False)
 
 
 def generate(
@@ -201,10 +212,60 @@ def test_same_request_gives_the_same_bytes_even_from_another_emulator(
     assert final_image(generate(second, seed=7, temperature=0.4)) == image
 
 
-def test_concurrent_identical_requests_get_identical_bytes(full_size_client: genai.Client) -> None:
+def test_concurrent_identical_requests_get_identical_bytes(
+    steady_full_size_client: genai.Client,
+) -> None:
+    client = steady_full_size_client
     with ThreadPoolExecutor(max_workers=16) as pool:
-        images = set(pool.map(lambda _: final_image(generate(full_size_client, "Same")), range(16)))
+        images = set(pool.map(lambda _: final_image(generate(client, "Same")), range(16)))
     assert len(images) == 1
+
+
+def test_identical_requests_get_a_new_take_each(client: genai.Client) -> None:
+    takes = [final_image(generate(client, "Same")) for _ in range(3)]
+    assert len(set(takes)) == 3
+    assert final_image(generate(client, "Other")) not in takes
+
+
+def test_identical_concurrent_requests_get_distinct_takes(full_size_client: genai.Client) -> None:
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        images = list(pool.map(lambda _: final_image(generate(full_size_client, "Many")), range(8)))
+    assert len(set(images)) == 8
+
+
+def test_a_later_take_has_other_colours_and_its_own_response_id(client: genai.Client) -> None:
+    first, second = generate(client, "Same"), generate(client, "Same")
+    with (
+        Image.open(io.BytesIO(final_image(first))) as a,
+        Image.open(io.BytesIO(final_image(second))) as b,
+    ):
+        assert a.convert("RGB").getpixel((1, 10)) != b.convert("RGB").getpixel((1, 10))
+    assert first.response_id != second.response_id
+
+
+def test_identical_seeded_requests_get_the_same_picture(client: genai.Client) -> None:
+    first, second = (final_image(generate(client, "Same", seed=7)) for _ in range(2))
+    assert first == second
+    assert final_image(generate(client, "Same", seed=8)) != first
+
+
+def test_without_varied_takes_identical_requests_get_identical_bytes(
+    start_emulator: Callable[..., Emulator], connect: Callable[..., genai.Client]
+) -> None:
+    steady = connect(start_emulator(vary_takes=False))
+    assert final_image(generate(steady, "Same")) == final_image(generate(steady, "Same"))
+
+
+def test_a_request_answered_without_an_image_does_not_use_up_a_take(
+    emu: Emulator,
+    client: genai.Client,
+    start_emulator: Callable[..., Emulator],
+    connect: Callable[..., genai.Client],
+) -> None:
+    emu.faults.push("image_safety")
+    generate(client, "Same")  # refused: no image
+    steady = connect(start_emulator(vary_takes=False))  # always take 1
+    assert final_image(generate(client, "Same")) == final_image(generate(steady, "Same"))
 
 
 RED = png(40, 40, (255, 0, 0))
@@ -280,25 +341,25 @@ def test_usage_metadata_counts_prompt_output_and_thought_tokens(
 
 
 def test_response_names_model_version_and_a_deterministic_response_id(
-    shared_client: genai.Client,
+    steady_client: genai.Client,
 ) -> None:
-    first, second = generate(shared_client, "Same"), generate(shared_client, "Same")
+    first, second = generate(steady_client, "Same"), generate(steady_client, "Same")
     assert first.model_version == MODEL
     assert first.response_id and first.response_id == second.response_id
-    assert generate(shared_client, "Other").response_id != first.response_id
+    assert generate(steady_client, "Other").response_id != first.response_id
     assert first.candidates and first.candidates[0].finish_reason == types.FinishReason.STOP
 
 
-def test_stream_generate_content_yields_the_same_image(shared_client: genai.Client) -> None:
+def test_stream_generate_content_yields_the_same_image(steady_client: genai.Client) -> None:
     chunks = list(
-        shared_client.models.generate_content_stream(
+        steady_client.models.generate_content_stream(
             model=MODEL,
             contents="A kite",
             config=types.GenerateContentConfig(response_modalities=["IMAGE"]),
         )
     )
     assert len(chunks) == 1
-    assert final_image(chunks[0]) == final_image(generate(shared_client, "A kite"))
+    assert final_image(chunks[0]) == final_image(generate(steady_client, "A kite"))
 
 
 def test_base_url_from_environment_redirects_the_sdk(
@@ -329,6 +390,18 @@ def test_text_request_reads_back_the_text_drawn_in_an_emulator_image(
         ],
         config=types.GenerateContentConfig(response_modalities=["TEXT"]),
     )
+    assert answer.text == "Bold headline: HELLO"
+
+
+def test_a_later_take_reads_back_the_same_text(client: genai.Client) -> None:
+    generate(client, "Bold headline: HELLO")
+    again = final_image(generate(client, "Bold headline: HELLO"))
+    with Image.open(io.BytesIO(again)) as im:  # the SDK re-encodes: read back by the stripe
+        answer = client.models.generate_content(
+            model=MODEL,
+            contents=["Transcribe the text in this image.", im.convert("RGB")],
+            config=types.GenerateContentConfig(response_modalities=["TEXT"]),
+        )
     assert answer.text == "Bold headline: HELLO"
 
 

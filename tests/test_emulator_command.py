@@ -32,6 +32,7 @@ def test_help_lists_the_options() -> None:
         "--retry-delay",
         "--seed",
         "--scale",
+        "--same-takes",
     ):
         assert option in result.output
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import statistics
 import time
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageChops
 
 from gemflow.emulator import FAULT_NAMES, Faults
 from gemflow.emulator.render import (
@@ -18,6 +20,7 @@ from gemflow.emulator.render import (
     pixel_size,
     read_mark,
     render,
+    render_thought,
 )
 from gemflow.models import known_models
 
@@ -33,6 +36,15 @@ def scene(**changes: object) -> Scene:
     }
     fields.update(changes)
     return Scene(**fields)  # type: ignore[arg-type]
+
+
+def solid_png(colour: tuple[int, int, int]) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (40, 40), colour).save(out, "PNG")
+    return out.getvalue()
+
+
+RED_PNG = solid_png((255, 0, 0))
 
 
 # --------------------------------------------------------------------------- sizes
@@ -132,6 +144,86 @@ def test_colour_stripe_survives_lossless_re_encoding() -> None:
     with Image.open(io.BytesIO(picture)) as im:
         im.convert("RGB").save(out, "PNG")
     assert read_mark(out.getvalue()) == scene().mark
+
+
+# --------------------------------------------------------------------------- marks and takes
+
+
+def pixels(png: bytes) -> Image.Image:
+    with Image.open(io.BytesIO(png)) as im:
+        return im.convert("RGB")
+
+
+def changed_box(a: bytes, b: bytes) -> tuple[int, int, int, int] | None:
+    return ImageChops.difference(pixels(a), pixels(b)).getbbox()
+
+
+def test_the_mark_says_model_ratio_size_and_take() -> None:
+    assert scene().label == "gemini-3.1-flash-image · 1:1 · 1K · take 1"
+    assert scene(take=3, aspect_ratio="16:9").label.endswith(" · 16:9 · 1K · take 3")
+
+
+def test_a_seeded_scene_s_mark_says_its_seed() -> None:
+    assert scene(seed=7).label == "gemini-3.1-flash-image · 1:1 · 1K · seed 7"
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.25])
+def test_the_mark_is_drawn_small_in_the_bottom_right_corner_only(scale: float) -> None:
+    marked, unmarked = render(scene(), scale).png, render(scene(), scale, marked=False).png
+    width, height = pixel_size("1:1", "1K", scale)
+
+    box = changed_box(marked, unmarked)
+    assert box is not None
+    left, top, right, bottom = box
+    assert left > width // 3 and top > height * 0.9  # small, at the bottom, on the right
+    assert right > width * 0.95 and bottom > height * 0.95
+
+
+def test_the_mark_stays_off_the_input_thumbnails_of_a_small_picture() -> None:
+    edit = scene(images=(RED_PNG,))
+    marked, unmarked = render(edit, 0.125).png, render(edit, 0.125, marked=False).png
+    height = pixel_size("1:1", "1K", 0.125)[1]
+
+    box = changed_box(marked, unmarked)
+    assert box is not None
+    assert box[3] <= height - height // 5  # ends above the thumbnail band
+    assert (255, 0, 0) in {colour for _, colour in pixels(marked).getcolors(1 << 16) or []}
+
+
+def test_the_mark_does_not_change_what_is_read_back() -> None:
+    data = render(scene(texts=("HELLO",), take=2), 0.25).png
+
+    assert embedded_text(data) == "HELLO"
+    assert read_mark(data) == scene(texts=("HELLO",), take=2).mark
+
+
+def test_the_first_take_keeps_the_digest_scenes_always_had() -> None:
+    canonical = {
+        "model": "gemini-3.1-flash-image",
+        "texts": ["A lighthouse at dusk"],
+        "system": None,
+        "images": [],
+        "aspect_ratio": "1:1",
+        "image_size": "1K",
+        "temperature": None,
+        "seed": None,
+    }
+    blob = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+    assert scene(take=1).digest == hashlib.sha256(blob.encode()).digest()
+
+
+def test_a_later_take_is_another_picture_with_other_colours() -> None:
+    first, second = render(scene(), 0.25).png, render(scene(take=2), 0.25).png
+
+    assert pixels(first).getpixel((5, 30)) != pixels(second).getpixel((5, 30))
+    assert read_mark(first) != read_mark(second)
+
+
+def test_the_thought_image_has_no_mark() -> None:
+    with Image.open(io.BytesIO(render_thought(scene(take=2), 1.0))) as thought:
+        _, highest = thought.getextrema()  # palette indices: 15 is the ink of any text
+    assert highest < 8
 
 
 def test_undecodable_inputs_still_render() -> None:

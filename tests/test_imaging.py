@@ -10,6 +10,7 @@ from PIL import Image
 from gemflow.errors import InputError
 from gemflow.imaging.operations import (
     Layer,
+    Lettering,
     encode,
     grid,
     open_image,
@@ -321,6 +322,45 @@ def test_grid_with_a_transparent_background_keeps_alpha():
 
     assert sheet.mode == "RGBA"
     assert sheet.getpixel((10, 5)) == (0, 0, 0, 0)
+
+
+def test_grid_captions_go_in_a_band_under_each_cell_and_cover_nothing():
+    lettering = Lettering.for_cell(200, 100)
+    images = [solid(c, (200, 100)) for c in (RED, GREEN, BLUE)]
+
+    sheet = grid(images, columns=2, gap=5, background="white", captions=["r", "g", "b"])
+
+    band = lettering.caption_band
+    assert sheet.size == (405, 2 * (100 + band) + 5)
+    assert sheet.getpixel((199, 99)) == RED and sheet.getpixel((205, 0)) == GREEN
+    assert sheet.getpixel((0, 100 + band + 5)) == BLUE  # the second row starts after band + gap
+    assert sheet.crop((0, 100, 200, 100 + band)).getextrema() != ((255, 255),) * 3  # written
+
+
+def test_grid_title_goes_in_a_band_above_the_grid():
+    lettering = Lettering.for_cell(200, 100)
+
+    sheet = grid([solid(RED, (200, 100))], columns=1, gap=0, background="white", title="Reds")
+
+    assert sheet.size == (200, lettering.title_band + 100)
+    assert sheet.getpixel((0, lettering.title_band)) == RED
+
+
+def test_grid_refuses_a_caption_count_other_than_the_image_count():
+    with pytest.raises(ValueError, match="1 captions for 2 images"):
+        grid([solid(RED), solid(BLUE)], columns=2, gap=0, background="white", captions=["r"])
+
+
+@pytest.mark.parametrize("side", [16, 128, 512, 1024, 4096])
+def test_lettering_scales_with_the_cell_and_stays_legible(side):
+    lettering = Lettering.for_cell(side, side)
+
+    assert lettering.caption_size >= 10
+    assert lettering.caption_band > lettering.caption_size
+    assert lettering.title_size > lettering.caption_size
+    assert lettering.title_band > lettering.title_size
+    if side >= 512:
+        assert lettering.caption_size == round(side / 24)
 
 
 # --- place_layers -----------------------------------------------------------------------------

@@ -190,6 +190,7 @@ steps:
         ("sheet", "images: [a, b]}", "images: [a, b], gap: 0}"),
         ("sheet", "images: [a, b]}", "images: [a, b], columns: 2}"),
         ("sheet", "images: [a, b]}", "images: [a, b], background: white}"),
+        ("sheet", "images: [a, b]}", "images: [a, b], labels: false}"),
         ("small", "format: webp}", "format: webp, fit: contain}"),
         ("small", "format: webp}", "format: webp, quality: 90}"),
     ],
@@ -208,3 +209,34 @@ def test_a_value_other_than_the_default_changes_the_key(tmp_path: Path) -> None:
     before = key_of(tmp_path, LOCAL, "sheet", digests)
     changed = LOCAL.replace("images: [a, b]}", "images: [a, b], columns: 1}")
     assert key_of(tmp_path, changed, "sheet", digests) != before
+
+
+def test_labels_and_a_title_are_in_the_key(tmp_path: Path) -> None:
+    digests = ["sha256:" + "1" * 64, "sha256:" + "2" * 64]
+    keys = {
+        key_of(
+            tmp_path, LOCAL.replace("images: [a, b]}", f"images: [a, b]{extra}}}"), "sheet", digests
+        )
+        for extra in (
+            "",
+            ", labels: true",
+            ", title: Cats",
+            ", title: Dogs",
+            ", labels: true, title: Cats",
+        )
+    }
+    assert len(keys) == 5
+
+
+def test_a_labelled_grid_s_key_follows_its_captions(tmp_path: Path) -> None:
+    digests = ["sha256:" + "1" * 64, "sha256:" + "2" * 64]
+    labelled = LOCAL.replace("images: [a, b]}", "images: [a, b], labels: true}")
+    renamed = labelled.replace("  a: {", "  c: {").replace("[a, b]", "[c, b]")
+    unlabelled_renamed = LOCAL.replace("  a: {", "  c: {").replace("[a, b]", "[c, b]")
+
+    assert key_of(tmp_path, renamed, "sheet", digests) != key_of(
+        tmp_path, labelled, "sheet", digests
+    )
+    assert key_of(tmp_path, unlabelled_renamed, "sheet", digests) == key_of(
+        tmp_path, LOCAL, "sheet", digests
+    )

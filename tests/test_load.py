@@ -260,6 +260,34 @@ def test_wrong_types_are_reported(tmp_path: Path, value: str, message: str) -> N
     assert any(message in p for p in found), found
 
 
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("labels: yes", "'labels' must be true or false, not text"),
+        ("labels: 1", "'labels' must be true or false, not a number"),
+        ("title: 12", "'title' must be text, not a number"),
+        ('title: ""', "'title' is empty"),
+    ],
+)
+def test_a_grid_s_labels_and_title_are_checked(tmp_path: Path, value: str, message: str) -> None:
+    body = "  a: {kind: generate, prompt: x}\n  b: {kind: generate, prompt: y}\n"
+    found = problems(
+        tmp_path, body + f"  sheet:\n    kind: composite\n    images: [a, b]\n    {value}\n"
+    )
+    assert any(message in p for p in found), found
+
+
+def test_labels_on_layers_is_an_error_that_says_why(tmp_path: Path) -> None:
+    (tmp_path / "logo.png").write_bytes(b"")
+    body = (
+        "  a: {kind: generate, prompt: x}\n"
+        "  poster:\n    kind: composite\n    base: a\n    layers: [{image: logo.png}]\n"
+        "    labels: true\n"
+    )
+    found = problems(tmp_path, body)
+    assert any("'labels' only applies to a grid ('images'), not to layers" in p for p in found)
+
+
 def test_all_problems_are_reported_at_once(tmp_path: Path) -> None:
     found = problems(
         tmp_path,

@@ -289,3 +289,32 @@ def test_variants_on_a_probe_point_to_repeat(tmp_path) -> None:
     )
     with pytest.raises(WorkflowError, match="a probe takes 'repeat'"):
         load_workflow(path)
+
+
+def test_one_image_slot_refuses_a_matrix_of_several(tmp_path) -> None:
+    path = tmp_path / "wf.yaml"
+    path.write_text(
+        "version: 1\nsteps:\n"
+        "  a: {kind: generate, model: gemini-3-pro-image, prompt: x, variants: 2}\n"
+        "  small: {kind: resize, image: a, width: 10}\n"
+        "  one: {kind: resize, image: 'a[variant=2]', width: 10}\n"
+    )
+    with pytest.raises(WorkflowError) as caught:
+        load_workflow(path)
+    [problem] = caught.value.problems
+    assert problem.step == "small"
+    assert "'image' takes one image, but 'a' is 2 instances" in problem.message
+
+
+def test_a_grid_of_a_matrix_records_each_instance_it_shows(tmp_path) -> None:
+    path = tmp_path / "wf.yaml"
+    path.write_text(
+        "version: 1\nsteps:\n"
+        "  a: {kind: generate, model: gemini-3-pro-image, prompt: x, variants: 3}\n"
+        "  grid: {kind: composite, images: [a], labels: true}\n"
+    )
+    grid = load_workflow(path).steps["grid"]
+    assert grid.params["images"] == ["a[variant=1]", "a[variant=2]", "a[variant=3]"]
+    recipe = grid.kind.recipe(grid.params)
+    assert recipe["columns"] == 3
+    assert recipe["captions"] == ["variant=1", "variant=2", "variant=3"]

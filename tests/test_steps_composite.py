@@ -125,6 +125,95 @@ def test_run_refuses_an_unreadable_input_naming_its_reference():
         run(GRID, InputImage("a.png", png(RED)), InputImage("photos/broken.png", b"nope"))
 
 
+def big_inputs(*refs: str, size: tuple[int, int] = (256, 160)) -> list[InputImage]:
+    return [InputImage(ref, png(RED if i % 2 else BLUE, size)) for i, ref in enumerate(refs)]
+
+
+LABELLED = {"images": ["a.png", "b.png"], "labels": True}
+
+
+def test_run_labelled_grid_adds_a_caption_band_under_each_row():
+    plain = run(GRID, *big_inputs("a.png", "b.png"))
+    labelled = run(LABELLED, *big_inputs("a.png", "b.png"))
+
+    band = labelled.height - plain.height
+    assert labelled.width == plain.width
+    assert 10 <= band <= 40  # sized to the 160 px cells
+    assert labelled.crop((0, 0, *plain.size)).tobytes() == plain.tobytes()  # pictures untouched
+    assert labelled.crop((0, plain.height, labelled.width, labelled.height)).getcolors() != [
+        (labelled.width * band, WHITE)
+    ]  # something is written in the band
+
+
+def test_run_labelled_grid_gives_every_row_its_band_before_the_gap():
+    params = {"images": ["a", "b", "c", "d"], "columns": 2, "gap": 6}
+    plain = run(params, *big_inputs("a", "b", "c", "d"))
+    labelled = run({**params, "labels": True}, *big_inputs("a", "b", "c", "d"))
+
+    band = (labelled.height - plain.height) // 2
+    assert labelled.height == plain.height + 2 * band
+    assert labelled.getpixel((10, 160 + band + 6 + 1)) == BLUE  # second row starts after band+gap
+
+
+def test_run_labelled_grid_scales_the_band_with_the_cells():
+    def band(size: tuple[int, int]) -> int:
+        plain = run(GRID, *big_inputs("a", "b", size=size))
+        return run(LABELLED, *big_inputs("a", "b", size=size)).height - plain.height
+
+    assert band((1024, 1024)) > 3 * band((128, 128))
+
+
+def test_run_labels_false_draws_the_plain_grid():
+    plain = run(GRID, *big_inputs("a.png", "b.png"))
+
+    assert run({**GRID, "labels": False}, *big_inputs("a.png", "b.png")).tobytes() == (
+        plain.tobytes()
+    )
+
+
+def test_run_labels_differ_with_the_captions():
+    one = run(LABELLED, *big_inputs("a.png", "b.png"))
+    other = run({**LABELLED, "images": ["x.png", "y.png"]}, *big_inputs("x.png", "y.png"))
+
+    assert one.size == other.size
+    assert one.tobytes() != other.tobytes()
+
+
+def test_run_title_adds_a_band_above_the_grid():
+    plain = run(GRID, *big_inputs("a.png", "b.png"))
+    titled = run({**GRID, "title": "Pancakes"}, *big_inputs("a.png", "b.png"))
+
+    heading = titled.height - plain.height
+    assert heading > 0
+    assert titled.crop((0, heading, *titled.size)).tobytes() == plain.tobytes()
+    assert titled.crop((0, 0, titled.width, heading)).getcolors() != [
+        (titled.width * heading, WHITE)
+    ]
+
+
+def test_run_labels_and_title_keep_a_transparent_background():
+    params = {**LABELLED, "title": "T", "background": "transparent", "gap": 4}
+
+    sheet = run(params, *big_inputs("a.png", "b.png"))
+
+    assert sheet.mode == "RGBA"
+    assert sheet.getpixel((257, sheet.height // 2))[3] == 0  # the gap between cells stays clear
+
+
+@pytest.mark.parametrize("fmt", ["png", "webp", "jpeg"])
+def test_run_labelled_grid_in_every_format(fmt):
+    sheet = run({**LABELLED, "title": "T"}, *big_inputs("a.png", "b.png"), fmt=fmt)
+
+    assert sheet.width == 512
+
+
+def test_run_labels_cells_even_when_they_are_tiny():
+    sheet = run(LABELLED, InputImage("a.png", png(RED)), InputImage("b.png", png(BLUE)))
+
+    assert sheet.width == 8
+    assert sheet.height > 4
+
+
 # --- check ------------------------------------------------------------------------------------
 
 
@@ -177,6 +266,28 @@ def test_check_refuses_an_unknown_background_colour():
 
     assert key == "background"
     assert message.startswith("not a colour: 'blurple'")
+
+
+def test_check_accepts_labels_and_a_title_on_a_grid():
+    assert KIND.check({**GRID, "labels": True, "title": "Pancakes by model"}) == []
+
+
+@pytest.mark.parametrize("key", ["labels", "title"])
+def test_check_refuses_labels_and_title_on_layers(key):
+    problems = KIND.check({**LAYERS, key: "T" if key == "title" else True})
+
+    assert problems == [(key, f"'{key}' only applies to a grid ('images'), not to layers")]
+
+
+@pytest.mark.parametrize(
+    ("title", "message"),
+    [
+        ("  ", "'title' is empty: give the heading's text, or leave 'title' out"),
+        ("one\ntwo", "'title' must be one line"),
+    ],
+)
+def test_check_refuses_an_empty_or_multi_line_title(title, message):
+    assert KIND.check({**GRID, "title": title}) == [("title", message)]
 
 
 def test_check_suggests_the_layer_key_that_was_meant():
@@ -294,3 +405,29 @@ def test_recipe_changes_with_grid_geometry():
 
 def test_recipe_ignores_the_description():
     assert KIND.recipe({**LAYERS, "description": "logo bottom right"}) == KIND.recipe(LAYERS)
+
+
+def test_recipe_without_labels_or_title_is_unchanged():
+    assert KIND.recipe(GRID) == {"columns": 2, "gap": 0, "background": "white", "quality": 90}
+
+
+def test_recipe_with_labels_false_is_the_recipe_without_labels():
+    assert KIND.recipe({**GRID, "labels": False}) == KIND.recipe(GRID)
+
+
+def test_recipe_with_labels_holds_the_captions():
+    refs = ["cake[model=pro,variant=1]", "cake[model=pro,variant=2]"]
+
+    recipe = KIND.recipe({"images": refs, "labels": True})
+
+    assert recipe["captions"] == ["variant=1", "variant=2"]
+    assert "labels" not in recipe
+
+
+def test_recipe_with_labels_changes_when_a_caption_would():
+    assert KIND.recipe({**LABELLED, "images": ["x.png", "y.png"]}) != KIND.recipe(LABELLED)
+
+
+def test_recipe_holds_the_title_as_drawn():
+    assert KIND.recipe({**GRID, "title": " Pancakes  by model "})["title"] == "Pancakes by model"
+    assert KIND.recipe({**GRID, "title": "Pancakes"}) != KIND.recipe(GRID)

@@ -27,6 +27,7 @@ from gemflow.emulator.lettering import NO_TEXT, drawn_text
 from gemflow.emulator.readback import DrawnTexts
 from gemflow.emulator.render import Scene, image_dimensions, nearest_ratio, render, render_thought
 from gemflow.emulator.rewrite import Rewriter
+from gemflow.emulator.takes import Takes
 from gemflow.emulator.usage import THOUGHTS_TOKENS, usage_metadata
 from gemflow.emulator.wire import ApiFailure, GenerateRequest, bad_request, error_detail
 from gemflow.models import ModelInfo
@@ -49,12 +50,15 @@ class Answerer:
         scale: float,
         stopping: threading.Event,
         rewriter: Rewriter | None = None,
+        vary_takes: bool = True,
     ) -> None:
         self.faults = faults
         self.rewriter = rewriter
         self.scale = scale
         self.stopping = stopping
+        self.vary_takes = vary_takes
         self._drawn = DrawnTexts()
+        self._takes = Takes()
 
     def answer(
         self, info: ModelInfo, request: GenerateRequest, record: dict[str, Any], *, text_only: bool
@@ -132,12 +136,18 @@ class Answerer:
         drawn = drawn_text(request.prompt, received.prompt, received.system)
         if drawn is None:  # asked for something that does not exist: no image, like real models
             return self._content_fault(info, received, "no_image")
-        scene = self._scene(info, received, None if drawn == received.prompt else drawn)
+        scene = self._take(self._scene(info, received, None if drawn == received.prompt else drawn))
         parts = self._image_parts(scene, with_thoughts=thinks(info.id))
         tokens = info.size_info(scene.image_size).output_tokens
         return self._answer(
             info, received, scene, parts, [{"modality": "IMAGE", "tokenCount": tokens}]
         )
+
+    def _take(self, scene: Scene) -> Scene:
+        """``scene`` as the next take of its request (see ``takes.py``): seeded ones stay 1."""
+        if not self.vary_takes or scene.seed is not None:
+            return scene
+        return replace(scene, take=self._takes.next(scene.digest))
 
     def _text_answer(self, info: ModelInfo, request: GenerateRequest) -> dict[str, Any]:
         drawn = self._drawn.read_back(request.images)

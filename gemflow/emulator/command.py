@@ -69,6 +69,12 @@ import click
     "prefix (words put before yours), paraphrase (your words reworded), comma-separated.",
 )
 @click.option(
+    "--same-takes",
+    is_flag=True,
+    help="Answer identical requests with identical pictures (by default the n-th identical "
+    "request without a seed gets a new one, take n, like a real model).",
+)
+@click.option(
     "--extra-model",
     "extra_models",
     multiple=True,
@@ -87,11 +93,14 @@ def emulator_command(
     scale: float,
     extra_models: tuple[str, ...],
     rewrite: str | None,
+    same_takes: bool,
 ) -> None:
     """Serve a deterministic Gemini API emulator for tests and demos.
 
-    Images are drawn from the request (the prompt in large type, inputs as thumbnails), so equal
-    requests give equal bytes. Stop with Ctrl-C.
+    Images are drawn from the request (the prompt in large type, inputs as thumbnails, the model,
+    ratio, size and take in a corner). The n-th identical request gets take n, a new picture, as a
+    real model would answer; with a seed, or --same-takes, equal requests give equal bytes. Stop
+    with Ctrl-C.
     """
     from gemflow.emulator import Emulator, Faults  # Pillow is heavy: keep `gemflow --help` fast
     from gemflow.emulator.rewrite import Rewriter
@@ -114,6 +123,7 @@ def emulator_command(
         scale=scale,
         extra_models=extra_models,
         rewrite=rewriter,
+        vary_takes=not same_takes,
     )
     try:
         emulator.start()

@@ -6,6 +6,11 @@ input images appear as numbered thumbnails along the bottom edge, and a stripe o
 cells along the top edge encodes the first 24 bytes of the digest. Any change to the scene changes
 the stripe, so different scenes never give equal bytes.
 
+A small mark in the bottom-right corner says what made the picture: the model, the aspect ratio
+and size, then the request's seed or, without one, which take of an identical request this is
+(``gemini-3-pro-image · 16:9 · 1K · take 2``), so a grid of variants or models reads offline.
+The mark is not part of the drawn text: read-back (the text chunk, the stripe) never sees it.
+
 Pictures are palette PNGs: an RGB PNG of 1024² takes Pillow ~17 ms to filter and deflate, a
 palette one ~3 ms. The palette is laid out as
 
@@ -26,12 +31,13 @@ import hashlib
 import io
 import json
 import math
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
-from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
+from PIL import Image, ImageDraw, PngImagePlugin
+
+from gemflow.imaging.text import font, shorten
 
 TEXT_CHUNK = "gemflow-emulator-text"
 BASE_PIXELS = {"512": 512, "1K": 1024, "2K": 2048, "4K": 4096}
@@ -45,15 +51,14 @@ _STRIPE_START = 232
 _RAMP_LUT = [v * (_RAMP - 1) // 255 for v in range(256)]
 _REFERENCE_FONT_SIZE = 100
 
-Font = ImageFont.FreeTypeFont | ImageFont.ImageFont | ImageFont.TransposedFont
-
 
 @dataclass(frozen=True)
 class Scene:
     """Everything a picture depends on. ``images`` are the raw input image bytes, in order.
 
     ``drawn`` is the text the picture shows when that is not the prompt (see
-    :mod:`gemflow.emulator.lettering`); None means the prompt.
+    :mod:`gemflow.emulator.lettering`); None means the prompt. ``take`` counts identical requests
+    (see :mod:`gemflow.emulator.takes`): each take is a different picture.
     """
 
     model: str
@@ -65,6 +70,7 @@ class Scene:
     temperature: float | None = None
     seed: int | None = None
     drawn: str | None = None
+    take: int = 1
 
     @property
     def prompt(self) -> str:
@@ -90,6 +96,8 @@ class Scene:
         }
         if self.drawn is not None:  # absent otherwise, so ordinary pictures keep their bytes
             canonical["drawn"] = self.drawn
+        if self.take != 1:  # absent for the first take, which keeps the colours it always had
+            canonical["take"] = self.take
         blob = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(blob.encode()).digest()
 
@@ -97,6 +105,12 @@ class Scene:
     def mark(self) -> bytes:
         """The bytes the colour stripe encodes (see :func:`read_mark`)."""
         return self.digest[:MARK_BYTES]
+
+    @property
+    def label(self) -> str:
+        """The corner mark: what made the picture, and which one of its takes it is."""
+        which = f"seed {self.seed}" if self.seed is not None else f"take {self.take}"
+        return " · ".join((self.model, self.aspect_ratio, self.image_size, which))
 
 
 @dataclass(frozen=True)
@@ -149,8 +163,9 @@ def image_dimensions(data: bytes) -> tuple[int, int] | None:
         return None
 
 
-def render(scene: Scene, scale: float = 1.0) -> Rendered:
-    """The final image for ``scene`` as PNG bytes."""
+def render(scene: Scene, scale: float = 1.0, *, marked: bool = True) -> Rendered:
+    """The final image for ``scene`` as PNG bytes; with its corner mark unless ``marked`` is
+    False (the picture as it was before marks, for comparison)."""
     width, height = pixel_size(scene.aspect_ratio, scene.image_size, scale)
     background, ink = _colours(scene.digest)
     stripe_h = max(2, height // 48)
@@ -168,6 +183,8 @@ def render(scene: Scene, scale: float = 1.0) -> Rendered:
     _paste_stripe(picture, stripe_h)
     if scene.images:
         _paste_thumbnails(picture, palette, scene.images, thumbs_h, margin)
+    if marked:
+        _paste_label(picture, scene.label, margin, thumbs_h)
     return Rendered(_encode(picture, scene.text), width, height)
 
 
@@ -253,17 +270,6 @@ def _thumbnail_band_height(count: int, height: int) -> int:
     return 0 if count == 0 else max(MIN_SIDE // 2, height // 5)
 
 
-_fonts = threading.local()
-
-
-def _font(size: int) -> Font:
-    """Fonts are cached per thread: a FreeType face must not be used by two threads at once."""
-    by_size: dict[int, Font] = _fonts.__dict__.setdefault("by_size", {})
-    if size not in by_size:
-        by_size[size] = ImageFont.load_default(size=size)
-    return by_size[size]
-
-
 def _draw_prompt(draw: ImageDraw.ImageDraw, prompt: str, box: tuple[int, int, int, int]) -> None:
     """Wrap ``prompt`` in the largest type that fits ``box`` (down to a floor), centred."""
     left, top, right, bottom = box
@@ -271,19 +277,19 @@ def _draw_prompt(draw: ImageDraw.ImageDraw, prompt: str, box: tuple[int, int, in
     if not prompt.strip() or box_w <= 0 or box_h <= 0:
         return
     size, lines = _fit(prompt, box_w, box_h)
-    font = _font(size)
+    face = font(size)
     line_h = round(size * 1.2)
     y = top + max(0, (box_h - line_h * len(lines)) // 2)
     for line in lines:
-        x = left + max(0, (box_w - round(font.getlength(line))) // 2)
-        draw.text((x, y), line, font=font, fill=255)
+        x = left + max(0, (box_w - round(face.getlength(line))) // 2)
+        draw.text((x, y), line, font=face, fill=255)
         y += line_h
 
 
 def _fit(prompt: str, box_w: int, box_h: int) -> tuple[int, list[str]]:
     """Font size and wrapped lines. Widths are measured once at a reference size and scaled,
     which is close enough for glyph outlines and much faster than measuring at every size."""
-    reference = _font(_REFERENCE_FONT_SIZE)
+    reference = font(_REFERENCE_FONT_SIZE)
     space = reference.getlength(" ") / _REFERENCE_FONT_SIZE
     paragraphs = [
         [(word, reference.getlength(word) / _REFERENCE_FONT_SIZE) for word in line.split()]
@@ -348,7 +354,7 @@ def _paste_thumbnails(
     quantiser = Image.new("P", (1, 1))
     quantiser.putpalette(palette)
     draw = ImageDraw.Draw(picture)
-    label_font = _font(max(8, slot_h // 4))
+    label_font = font(max(8, slot_h // 4))
     for i, data in enumerate(images):
         x = margin + i * (slot_w + gap)
         draw.rectangle((x, top, x + slot_w - 1, top + slot_h - 1), fill=_RAMP - 1)
@@ -366,6 +372,27 @@ def _paste_thumbnails(
                 ),
             )
         draw.text((x + 3, top + 1), str(i + 1), font=label_font, fill=0)
+
+
+def _paste_label(picture: Image.Image, label: str, margin: int, thumbs_h: int) -> None:
+    """``label`` small on a plate of the background colour, in the bottom-right corner.
+
+    At full size the plate fits in the bottom margin, under the prompt and the thumbnails. A
+    small picture (a scaled-down emulator) has no room for 8 px type there: the plate then sits
+    just above the thumbnails, over the end of the prompt's box, so it never hides an input.
+    Too long a label is cut in the middle, so the take (or seed) at its end stays.
+    """
+    size = max(8, round(min(picture.size) / 44))
+    pad = max(1, size // 3)
+    face = font(size)
+    text = shorten(label, face, picture.width - 2 * margin - 2 * pad, middle=True)
+    if not text:
+        return
+    plate = Image.new("L", (round(face.getlength(text)) + 2 * pad, size + 2 * pad), 0)
+    ImageDraw.Draw(plate).text((pad, pad + size // 2), text, font=face, fill=255, anchor="lm")
+    tile = Image.frombytes("P", plate.size, plate.point(_RAMP_LUT).tobytes())
+    bottom = picture.height if plate.height <= margin else picture.height - thumbs_h
+    picture.paste(tile, (picture.width - plate.width, bottom - plate.height))
 
 
 def _thumbnail(data: bytes, width: int, height: int) -> Image.Image | None:

@@ -169,6 +169,10 @@ class Emulator:
     ``rewrite`` makes it behave like a service that rewrites prompts before its image model sees
     them: a :class:`~gemflow.emulator.rewrite.Rewriter`, or its modes as text
     (``"system,prefix,paraphrase"``, any subset). Without it prompts reach the model as sent.
+
+    Like a real model, it answers the n-th identical image request with a new picture, take n
+    (see :mod:`gemflow.emulator.takes`); requests with a ``seed`` always get the same one.
+    ``vary_takes=False`` answers every identical request with take 1, the same bytes.
     """
 
     def __init__(
@@ -182,6 +186,7 @@ class Emulator:
         scale: float = 1.0,
         extra_models: Iterable[str] = (),
         rewrite: Rewriter | str | None = None,
+        vary_takes: bool = True,
     ) -> None:
         if scale <= 0:
             raise ValueError(f"scale must be positive, got {scale}")
@@ -194,6 +199,7 @@ class Emulator:
             scale=scale,
             stopping=self._stopping,
             rewriter=Rewriter.parse(rewrite) if isinstance(rewrite, str) else rewrite,
+            vary_takes=vary_takes,
         )
         self._service = Service(api_key=api_key, extra_models=extra_models, answerer=self._answerer)
         self._log = RequestLog()

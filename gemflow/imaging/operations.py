@@ -1,4 +1,5 @@
-"""Local image operations: decode, encode, colours, contact-sheet grids, layers and resizing.
+"""Local image operations: decode, encode, colours, contact-sheet grids (captioned or not), layers
+and resizing.
 
 Pure functions on Pillow images, with no knowledge of steps. Decoding (``open_image`` for local
 work, ``for_api`` for what an API request carries) is the one boundary where Pillow's exceptions
@@ -26,8 +27,7 @@ from PIL import Image, ImageColor, ImageOps
 
 from gemflow.errors import InputError
 from gemflow.imaging.geometry import ANCHORS, DEFAULT_QUALITY, FITS, Length, resolve_length
-
-Color = tuple[int, int, int, int]
+from gemflow.imaging.text import Color, draw_line, font, ink_on, shorten
 
 _RESAMPLE = Image.Resampling.LANCZOS
 _BOMB_PIXELS = re.compile(r"\((\d+) pixels\)")
@@ -234,6 +234,8 @@ def grid(
     gap: int,
     background: Color | str,
     cell: tuple[int | None, int | None] | None = None,
+    captions: Sequence[str] | None = None,
+    title: str | None = None,
 ) -> Image.Image:
     """A contact sheet: ``images`` in equal cells, filled row by row, left to right.
 
@@ -241,25 +243,118 @@ def grid(
     one given, the other is the largest image once scaled to it). Each image is scaled to fit its
     cell, keeping its aspect, and centred. ``gap`` pixels of ``background`` separate the cells;
     there is no outer margin. More columns than images are ignored.
+
+    ``captions`` (one per image) are written in a band of ``background`` under each cell, and
+    ``title`` in a band above the whole grid, so neither covers a picture. Type is sized to the
+    cells (see ``Lettering``); a caption too long for its band is cut in the middle with an
+    ellipsis (its ends tell cells apart), a title at its end.
     """
     if not images:
         raise ValueError("a grid needs at least one image")
     if columns < 1 or gap < 0:
         raise ValueError("columns must be >= 1 and gap >= 0")
-    columns = min(columns, len(images))
-    rows = math.ceil(len(images) / columns)
+    if captions is not None and len(captions) != len(images):
+        raise ValueError(f"{len(captions)} captions for {len(images)} images")
     cell_w, cell_h = _cell_size(images, cell)
-    fill = parse_color(background) if isinstance(background, str) else background
-    sheet = Image.new(
-        "RGBA", (columns * cell_w + (columns - 1) * gap, rows * cell_h + (rows - 1) * gap), fill
+    lettering = Lettering.for_cell(cell_w, cell_h)
+    layout = _GridLayout(
+        columns=min(columns, len(images)),
+        rows=math.ceil(len(images) / min(columns, len(images))),
+        cell=(cell_w, cell_h),
+        gap=gap,
+        band=lettering.caption_band if captions is not None else 0,
+        heading=lettering.title_band if title else 0,
     )
+    fill = parse_color(background) if isinstance(background, str) else background
+    sheet = Image.new("RGBA", layout.size, fill)
     for index, image in enumerate(images):
         fitted = resize(image, width=cell_w, height=cell_h, fit="contain").convert("RGBA")
-        row, column = divmod(index, columns)
-        left = column * (cell_w + gap) + (cell_w - fitted.width) // 2
-        top = row * (cell_h + gap) + (cell_h - fitted.height) // 2
-        sheet.alpha_composite(fitted, dest=(left, top))
+        left, top = layout.cell_origin(index)
+        dest = (left + (cell_w - fitted.width) // 2, top + (cell_h - fitted.height) // 2)
+        sheet.alpha_composite(fitted, dest=dest)
+    if captions is not None:
+        _write_captions(sheet, layout, captions, lettering, fill)
+    if title:
+        _write_title(sheet, layout, title, lettering, fill)
     return sheet if fill[3] < 255 else sheet.convert("RGB")
+
+
+@dataclass(frozen=True)
+class Lettering:
+    """Type sizes and band heights for captions and a title, in pixels, scaled to the cells.
+
+    A caption is about 1/24 of the cell's shorter side (43 px on a 1024 px cell), never under
+    10 px so it stays legible on thumbnails; its band leaves room above and below the letters.
+    A title is half as large again.
+    """
+
+    caption_size: int
+    caption_band: int
+    title_size: int
+    title_band: int
+
+    @classmethod
+    def for_cell(cls, width: int, height: int) -> Lettering:
+        caption = max(10, round(min(width, height) / 24))
+        title = round(caption * 1.5)
+        return cls(caption, round(caption * 1.7), title, round(title * 1.8))
+
+    @property
+    def padding(self) -> int:
+        """Space kept clear at each end of a line."""
+        return max(2, self.caption_size // 2)
+
+
+@dataclass(frozen=True)
+class _GridLayout:
+    """Where a grid's cells go: a title band, then rows of cells each with a caption band."""
+
+    columns: int
+    rows: int
+    cell: tuple[int, int]
+    gap: int
+    band: int  # under each cell; 0 without captions
+    heading: int  # above the grid; 0 without a title
+
+    @property
+    def size(self) -> tuple[int, int]:
+        width = self.columns * self.cell[0] + (self.columns - 1) * self.gap
+        rows_h = self.rows * (self.cell[1] + self.band) + (self.rows - 1) * self.gap
+        return width, self.heading + rows_h
+
+    def cell_origin(self, index: int) -> tuple[int, int]:
+        row, column = divmod(index, self.columns)
+        left = column * (self.cell[0] + self.gap)
+        return left, self.heading + row * (self.cell[1] + self.band + self.gap)
+
+    def band_box(self, index: int) -> tuple[int, int, int, int]:
+        left, top = self.cell_origin(index)
+        bottom = top + self.cell[1]
+        return left, bottom, left + self.cell[0], bottom + self.band
+
+
+def _write_captions(
+    sheet: Image.Image,
+    layout: _GridLayout,
+    captions: Sequence[str],
+    lettering: Lettering,
+    background: Color,
+) -> None:
+    face = font(lettering.caption_size)
+    ink, halo = ink_on(background)
+    room = layout.cell[0] - 2 * lettering.padding
+    for index, caption in enumerate(captions):
+        line = shorten(caption, face, room, middle=True)
+        draw_line(sheet, line, layout.band_box(index), face, ink, halo)
+
+
+def _write_title(
+    sheet: Image.Image, layout: _GridLayout, title: str, lettering: Lettering, background: Color
+) -> None:
+    face = font(lettering.title_size)
+    ink, halo = ink_on(background)
+    line = shorten(title, face, sheet.width - 2 * lettering.padding)
+    draw_line(sheet, line, (0, 0, sheet.width, layout.heading), face, ink, halo)
 
 
 def _cell_size(

@@ -3,13 +3,16 @@
 A step uses exactly one layout:
 
 - grid: ``images`` in equal cells, row by row (``columns``, ``gap``, ``background``,
-  ``cell_width``/``cell_height``);
+  ``cell_width``/``cell_height``), optionally captioned (``labels``, see :mod:`gemflow.captions`)
+  and headed (``title``);
 - layers: ``base`` with each entry of ``layers`` (``{image, x, y, width, height, opacity, anchor}``)
   composited over it in order.
 
 Inputs are passed in the order ``references`` gives: the grid's images, or the base then each
 layer's image. The recipe keeps each layer's geometry but not its ``image`` reference: the input
-digests already stand for the pictures, so renaming a file or step does not change the key.
+digests already stand for the pictures, so renaming a file or step does not change the key. A
+labelled grid is the exception: its captions are drawn from the references, so the recipe holds
+the captions (and renaming what a caption shows changes the key, as it changes the picture).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import difflib
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from gemflow.captions import captions
 from gemflow.imaging.geometry import ANCHORS, DEFAULT_QUALITY, percentage
 from gemflow.kinds.base import IMAGE_FORMATS, Field, InputImage, RunContext, StepKind, StepOutput
 
@@ -26,7 +30,7 @@ if TYPE_CHECKING:
 
     from gemflow.workflow import Step
 
-GRID_ONLY_KEYS = ("columns", "gap", "background", "cell_width", "cell_height")
+GRID_ONLY_KEYS = ("columns", "gap", "background", "cell_width", "cell_height", "labels", "title")
 LAYER_KEYS = ("image", "x", "y", "width", "height", "opacity", "anchor")
 DEFAULT_BACKGROUND = "white"
 
@@ -44,6 +48,12 @@ class Composite(StepKind):
         "background": Field("str", doc="Grid: colour of gaps and cell padding (default white)."),
         "cell_width": Field("int", minimum=1, doc="Grid: cell width (default: widest image)."),
         "cell_height": Field("int", minimum=1, doc="Grid: cell height (default: tallest image)."),
+        "labels": Field(
+            "bool",
+            default=False,
+            doc="Grid: caption each cell (what tells matrix instances apart, else the reference).",
+        ),
+        "title": Field("str", doc="Grid: a heading above the grid (one line)."),
         "base": Field("ref", doc="Layers layout: the image the layers go on; sets the size."),
         "layers": Field("list", doc="Layers layout: what to place on the base, in order."),
         "format": Field("str", choices=IMAGE_FORMATS, doc="Output format (default: from suffix)."),
@@ -85,14 +95,23 @@ class Composite(StepKind):
                 parse_color(background)
             except ValueError as exc:
                 problems.append(("background", str(exc)))
+        problems.extend(_title_problems(params.get("title")))
         return problems
 
     def recipe(self, params: Mapping[str, Any]) -> dict[str, Any]:
         recipe = super().recipe(params)
+        # Without labels the recipe is what it was before labels existed, so no key changes.
+        labelled = recipe.pop("labels", False)
+        recipe.pop("title", None)
         if params.get("images") is not None:  # the grid's defaults, filled in as run fills them
             recipe.setdefault("columns", len(params["images"]))
             recipe.setdefault("gap", 0)
             recipe.setdefault("background", DEFAULT_BACKGROUND)
+            if labelled:  # what is drawn, not the flag: the captions change with the references
+                recipe["captions"] = _captions(params)
+            title = _title(params)
+            if title is not None:
+                recipe["title"] = title
         if "layers" in recipe:
             recipe["layers"] = [_layer_recipe(layer) for layer in _layer_list(params)]
         return recipe
@@ -119,7 +138,21 @@ def _run_grid(params: Mapping[str, Any], images: list[Image.Image]) -> Image.Ima
         gap=_get(params, "gap", 0),
         background=_get(params, "background", DEFAULT_BACKGROUND),
         cell=(params.get("cell_width"), params.get("cell_height")),
+        captions=_captions(params) if params.get("labels") else None,
+        title=_title(params),
     )
+
+
+def _captions(params: Mapping[str, Any]) -> list[str]:
+    """The grid's captions, from its references as written: one source for the key and the
+    picture, so what is drawn is always what the key says."""
+    return captions(params["images"])
+
+
+def _title(params: Mapping[str, Any]) -> str | None:
+    """The title as drawn: one line, its spaces collapsed (so spacing alone keeps the key)."""
+    title = params.get("title")
+    return " ".join(title.split()) if isinstance(title, str) and title.strip() else None
 
 
 def _run_layers(params: Mapping[str, Any], images: list[Image.Image]) -> Image.Image:
@@ -184,6 +217,16 @@ def _layers_layout_problems(params: Mapping[str, Any]) -> Problems:
         for index, layer in enumerate(layers):
             problems.extend(("layers", f"layers[{index}]: {p}") for p in _layer_problems(layer))
     return problems
+
+
+def _title_problems(title: Any) -> Problems:
+    if not isinstance(title, str):  # unset, or another type: reported by the field check
+        return []
+    if not title.strip():
+        return [("title", "'title' is empty: give the heading's text, or leave 'title' out")]
+    if "\n" in title.strip():
+        return [("title", "'title' must be one line")]
+    return []
 
 
 def _layer_problems(layer: Any) -> list[str]:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import textwrap
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 from gemflow.imaging.operations import encode, grid, open_image, resize
+from gemflow.imaging.text import Font
+from gemflow.imaging.text import font as lettering_font
 from gemflow.probe.method import Outcome, ProbeResult
 
 CELL = 256
@@ -19,13 +21,12 @@ GAP = 8
 _INK = (20, 20, 20)
 _MUTED = (110, 110, 110)
 _PLACEHOLDER = (228, 228, 228)
-Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
 _SIGNAL_INK = {"rewritten": (176, 30, 30), "verbatim": (20, 120, 50), "none": _MUTED}
 
 
 def contact_sheet(outcome: Outcome) -> bytes:
     """The sheet as PNG bytes."""
-    font = _font()  # one per sheet: a FreeType face must not be shared between threads
+    font = lettering_font(FONT_SIZE)
     cells = [_cell(result, font) for sample in outcome.samples for result in sample.results]
     body = grid(cells, columns=len(outcome.plan.probes), gap=GAP, background="white")
     verdict = outcome.verdict
@@ -66,7 +67,3 @@ def _picture(result: ProbeResult, font: Font) -> Image.Image:
     image = resize(image, width=CELL, height=CELL, fit="contain")
     square.paste(image, ((CELL - image.width) // 2, (CELL - image.height) // 2))
     return square
-
-
-def _font() -> Font:
-    return ImageFont.load_default(size=FONT_SIZE)

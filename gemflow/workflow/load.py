@@ -247,10 +247,14 @@ class _Loader:
         steps: dict[str, Step] = {}
         outputs: dict[Path, str] = {}
         for name, item in parsed.items():
-            refs = self.resolve_refs(item, doc, groups, values)
+            resolved = self.resolve_refs(item, doc, groups, values)
             output = self.resolve_output(item)
-            if refs is None or output is None:
+            if resolved is None or output is None:
                 continue
+            params = self.expand_references(item, resolved)
+            if params is None:
+                continue
+            refs = tuple(ref for _, found in resolved for ref in found)
             path, rel, fmt = output
             if path in outputs:
                 hint = ""
@@ -269,7 +273,7 @@ class _Loader:
             steps[name] = Step(
                 name,
                 item.kind,
-                item.params,
+                params,
                 refs,
                 path,
                 rel,
@@ -575,8 +579,9 @@ class _Loader:
         doc: LineDict,
         groups: Mapping[str, list[str]],
         values: Mapping[str, Mapping[str, str]],
-    ) -> tuple[Ref, ...] | None:
-        refs: list[Ref] = []
+    ) -> list[tuple[str, list[Ref]]] | None:
+        """Each reference as written, with the inputs it stands for (a matrix step: several)."""
+        resolved: list[tuple[str, list[Ref]]] = []
         ok = True
         kind, body, name = item.kind, item.body, item.instance.name
         for text in kind.references(item.params):
@@ -607,7 +612,7 @@ class _Loader:
                             name,
                         )
                         ok = False
-                    refs.extend(Ref(instance, step=instance) for instance in chosen)
+                    resolved.append((text, [Ref(instance, step=instance) for instance in chosen]))
                 continue
             path = self.confine(text, line, name, "input")
             if path is None:
@@ -618,8 +623,47 @@ class _Loader:
                 ok = False
                 self.problem(line, unusable, name)
                 continue
-            refs.append(Ref(text, path=path))
-        return tuple(refs) if ok else None
+            resolved.append((text, [Ref(text, path=path)]))
+        return resolved if ok else None
+
+    def expand_references(
+        self, item: _Parsed, resolved: list[tuple[str, list[Ref]]]
+    ) -> dict[str, Any] | None:
+        """``item``'s parameters with each reference as the inputs it stands for: a matrix step's
+        id becomes its instances' names, so a kind sees (and its recipe records) what it gets."""
+        params = dict(item.params)
+        remaining = list(resolved)
+        for name in item.kind.reference_fields:
+            value = params.get(name)
+            written = [value] if isinstance(value, str) else value
+            if not isinstance(written, list):
+                continue
+            texts: list[str] = []
+            for text in written:
+                if isinstance(text, str) and remaining:
+                    texts.extend(ref.text for ref in remaining.pop(0)[1])
+            if isinstance(value, str):
+                if len(texts) != 1:
+                    self.problem(
+                        item.body.line_of(name),
+                        f"'{name}' takes one image, but '{value}' is {len(texts)} instances: "
+                        f"name one, such as '{texts[0]}'",
+                        item.instance.name,
+                    )
+                    return None
+                params[name] = texts[0]
+            else:
+                params[name] = texts
+        for text, found in remaining:  # nested references (a layer's image) take one image each
+            if len(found) != 1:
+                self.problem(
+                    item.body.line,
+                    f"'{text}' is {len(found)} instances where one image goes: name one, "
+                    f"such as '{found[0].text}'",
+                    item.instance.name,
+                )
+                return None
+        return params
 
     def resolve_output(self, item: _Parsed) -> tuple[Path, str, str] | None:
         kind, params, body, name = item.kind, item.params, item.body, item.instance.name
@@ -813,6 +857,8 @@ def _check_type(value: Any, spec: Field) -> tuple[str | None, Any]:
         if isinstance(value, bool) or not isinstance(value, str | int):
             return f"must be text, not {_type_name(value)}", None
         value = str(value)
+    if kind == "bool" and not isinstance(value, bool):
+        return f"must be true or false, not {_type_name(value)}", None
     if kind == "int" and (isinstance(value, bool) or not isinstance(value, int)):
         return f"must be a whole number, not {_type_name(value)}", None
     if kind == "number":
@@ -825,8 +871,6 @@ def _check_type(value: Any, spec: Field) -> tuple[str | None, Any]:
         value = list(value)
     if kind == "list" and not isinstance(value, list):
         return f"must be a list, not {_type_name(value)}", None
-    if kind == "bool" and not isinstance(value, bool):
-        return f"must be true or false, not {_type_name(value)}", None
     if kind == "file" and not isinstance(value, str):
         return f"must be a file path, not {_type_name(value)}", None
     if kind == "text_or_json":
