@@ -318,3 +318,40 @@ def test_a_grid_of_a_matrix_records_each_instance_it_shows(tmp_path) -> None:
     recipe = grid.kind.recipe(grid.params)
     assert recipe["columns"] == 3
     assert recipe["captions"] == ["variant=1", "variant=2", "variant=3"]
+
+
+def test_force_keeps_the_result_it_replaces_as_a_take(project: Project) -> None:
+    project.write("""\
+        version: 1
+        steps:
+          apple: {kind: generate, model: gemini-3.1-flash-image, prompt: A red apple.}
+        """)
+    project.run()
+    first = project.lock["steps"]["apple"]["digest"]
+    project.run("--force", "apple")
+    entry = project.lock["steps"]["apple"]
+    assert entry["digest"] != first  # the emulator draws anew, as the service does
+    assert [t["digest"] for t in entry["takes"]] == [first, entry["digest"]]
+    history = project.cli("history", str(project.workflow), "apple").output
+    assert "replaced by --force" in history
+    assert "no longer in the cache" not in history
+    project.cli("pick", str(project.workflow), "apple", "1")
+    assert digest((project.root / "out" / "apple.png").read_bytes()) == first
+    doc = project.run_json()
+    assert doc["steps"][0]["status"] == "cached"
+    assert doc["totals"]["api_calls"] == 0
+
+
+def test_history_and_pick_default_to_gemflow_yaml_here(project: Project, monkeypatch) -> None:
+    monkeypatch.chdir(project.root)
+    (project.root / "gemflow.yaml").write_text(
+        "version: 1\nsteps:\n  apple: {kind: generate, model: gemini-3.1-flash-image, "
+        "prompt: An apple., variants: 2}\n"
+    )
+    project.cli("run", "gemflow.yaml", "--base-url", project.emulator.url)
+    project.cli("run", "gemflow.yaml", "--base-url", project.emulator.url, "--reroll", "apple")
+    history = project.cli("history", "apple[variant=2]").output
+    assert history.startswith("apple[variant=2]: 2 takes")
+    picked = project.cli("pick", "apple[variant=2]", "1").output
+    assert "take 1 is the output now" in picked
+    assert project.cli("pick", "apple", "1", expect=2).exit_code == 2  # two instances: name one
