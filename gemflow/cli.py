@@ -279,6 +279,10 @@ DEFAULT_WORKFLOW = "gemflow.yaml"
 def _workflow_and_step(args: tuple[str, ...], usage: str) -> tuple[Path, str]:
     """``[WORKFLOW] STEP``: the workflow defaults to gemflow.yaml in this folder."""
     if len(args) == 1:
+        if Path(args[0]).suffix in (".yaml", ".yml"):
+            raise click.UsageError(f"name the step too: {usage.replace('[WORKFLOW]', args[0])}")
+        if not Path(DEFAULT_WORKFLOW).is_file():
+            raise click.UsageError(f"no {DEFAULT_WORKFLOW} here: name the workflow ({usage})")
         return Path(DEFAULT_WORKFLOW), args[0]
     if len(args) == 2:
         return Path(args[0]), args[1]

@@ -157,7 +157,10 @@ class Runner:
         problems = []
         for name in names:
             chosen = self.workflow.select(name)
-            if not chosen:
+            group = name.partition("[")[0]
+            if not chosen and "[" in name and group in self.workflow.groups:
+                message = f"{what}: '{name}' selects no instance of '{group}'"
+            elif not chosen:
                 hint = suggest(name, self.workflow.groups)
                 message = f"{what}: no step '{name}'{hint}"
             elif what == "--reroll" and not all(self.workflow.steps[s].kind.varies for s in chosen):
