@@ -1,0 +1,63 @@
+"""The ``gemflow`` group: error handling, exit codes and the options every command shares."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from gemflow.emulator.command import emulator_command
+from gemflow.errors import (
+    EXIT_CONFIG,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_STEP_FAILED,
+    EXIT_USAGE,
+    GemflowError,
+    WorkflowError,
+)
+
+EPILOG = f"""\b
+Exit codes:
+  {EXIT_OK}    every selected step is up to date or was built
+  {EXIT_STEP_FAILED}    one or more steps failed (the rest are built and cached)
+  {EXIT_USAGE}    usage error or invalid workflow: nothing was sent
+  {EXIT_CONFIG}    configuration error (no API key, unusable cache): nothing was sent
+  {EXIT_INTERRUPTED}  interrupted: finished steps are cached
+"""
+
+
+class _Gemflow(click.Group):
+    """Turns gemflow's errors into one-line messages and documented exit codes: no tracebacks."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            click.echo("interrupted: finished steps are cached; run again to continue", err=True)
+            raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
+        except WorkflowError as exc:
+            for problem in exc.problems:
+                click.echo(f"error: {problem}", err=True)
+            count = len(exc.problems)
+            click.echo(f"{count} problem{'s' * (count != 1)}; nothing was run", err=True)
+            raise click.exceptions.Exit(exc.exit_code) from None
+        except GemflowError as exc:
+            click.echo(f"error: {exc}", err=True)
+            raise click.exceptions.Exit(exc.exit_code) from None
+
+
+@click.group(cls=_Gemflow, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EPILOG)
+@click.version_option(package_name="gemflow", prog_name="gemflow")
+def cli() -> None:
+    """gemflow: image pipelines for Gemini image models, rebuilt like make, by content."""
+
+
+cli.add_command(emulator_command)
+
+cache_dir_option = click.option(
+    "--cache-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="The store (default: GEMFLOW_CACHE_DIR, else the nearest cache/ folder from here).",
+)

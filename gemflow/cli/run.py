@@ -1,0 +1,179 @@
+"""``gemflow run``: build a workflow."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import click
+
+from gemflow.cli.app import EPILOG, cli
+from gemflow.errors import EXIT_OK, EXIT_STEP_FAILED
+
+
+@cli.command(epilog=EPILOG)
+@click.argument("workflow", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("targets", nargs=-1)
+@click.option(
+    "-n", "--dry-run", is_flag=True, help="Say what would run, why, and what it would cost."
+)
+@click.option(
+    "-f",
+    "--force",
+    "force",
+    multiple=True,
+    metavar="STEP",
+    help="Run STEP again even if cached (repeatable); dependents follow if it changes.",
+)
+@click.option("--force-all", is_flag=True, help="Run every selected step again.")
+@click.option(
+    "--retry-refused",
+    is_flag=True,
+    help="Ask again where the model refused last time (refusals are cached answers).",
+)
+@click.option(
+    "--reroll",
+    multiple=True,
+    metavar="STEP",
+    help="Draw STEP once more: one new call per instance; earlier takes are kept "
+    "(gemflow history, gemflow pick). Repeatable; STEP may be step[key=value,...].",
+)
+@click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(1, 256),
+    default=8,
+    show_default=True,
+    help="Steps to run at once.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document describing the run.")
+@click.option(
+    "--emulator",
+    is_flag=True,
+    help="Use the built-in Gemini emulator: no key, no network, deterministic images.",
+)
+@click.option(
+    "--emulator-rewrite",
+    metavar="MODES",
+    callback=lambda ctx, param, value: _rewrite_modes(value),
+    help="Make the built-in emulator rewrite prompts like a service with a prompt rewriter "
+    "(system,prefix,paraphrase; implies --emulator): try a probe step against it.",
+)
+@click.option(
+    "--base-url",
+    metavar="URL",
+    help="API endpoint (default: GOOGLE_GEMINI_BASE_URL, else Google's).",
+)
+@click.option(
+    "--cache-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Result store (default: GEMFLOW_CACHE_DIR, else the nearest cache/ folder).",
+)
+@click.option(
+    "--allow-outside",
+    is_flag=True,
+    help="Allow input and output paths outside the workflow's folder.",
+)
+@click.option(
+    "--retries",
+    type=click.IntRange(0, 20),
+    metavar="N",
+    help="Retries per API request after a 429, 5xx, timeout or lost connection; "
+    "overrides the workflow's 'retries' (default: the workflow's, else 5).",
+)
+@click.option(
+    "--rpm",
+    type=click.FloatRange(min=0.1),
+    metavar="N",
+    help="At most N requests a minute to each model, across the whole run; overrides "
+    "the workflow's 'rpm' (default: the workflow's, else no limit).",
+)
+@click.option(
+    "--keep-going/--fail-fast",
+    default=True,
+    show_default=True,
+    help="After a failure, go on with every step that does not need the failed one, or start "
+    "no new step at all (running ones finish).",
+)
+@click.option("-v", "--verbose", is_flag=True, help="List cached steps too.")
+def run(
+    workflow: Path,
+    targets: tuple[str, ...],
+    dry_run: bool,
+    force: tuple[str, ...],
+    force_all: bool,
+    retry_refused: bool,
+    reroll: tuple[str, ...],
+    jobs: int,
+    as_json: bool,
+    emulator: bool,
+    emulator_rewrite: str | None,
+    base_url: str | None,
+    cache_dir: Path | None,
+    allow_outside: bool,
+    retries: int | None,
+    rpm: float | None,
+    keep_going: bool,
+    verbose: bool,
+) -> None:
+    """Build WORKFLOW, or only TARGETS and the steps they need.
+
+    Only steps whose inputs changed call the API; everything else comes from the cache.
+    """
+    from gemflow.engine.runner import RunOptions
+    from gemflow.report.jsonout import JsonReporter
+    from gemflow.report.terminal import TerminalReporter
+    from gemflow.session import open_session
+    from gemflow.workflow.load import load_workflow
+
+    wf = load_workflow(workflow, allow_outside=allow_outside)
+    reporters: list[Any] = [TerminalReporter(verbose=verbose)]
+    if as_json:
+        reporters.append(JsonReporter())
+    options = RunOptions(
+        targets=targets,
+        force=frozenset(force),
+        force_all=force_all,
+        reroll=frozenset(reroll),
+        retry_refused=retry_refused,
+        jobs=jobs,
+        dry_run=dry_run,
+        fail_fast=not keep_going,
+    )
+    with open_session(
+        wf.path,
+        emulator=emulator,
+        rewrite=emulator_rewrite,
+        base_url=base_url,
+        cache=cache_dir,
+        retries=retries,
+        rpm=rpm,
+    ) as session:
+        _sigterm_interrupts()
+        summary = session.run(wf, options, emit=reporters)
+    sys.exit(EXIT_OK if summary.ok else EXIT_STEP_FAILED)
+
+
+def _rewrite_modes(value: str | None) -> str | None:
+    if value is None:
+        return None
+    from gemflow.emulator.rewrite import Rewriter
+
+    try:
+        Rewriter.parse(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--emulator-rewrite") from None
+    return ",".join(sorted(m.strip() for m in value.split(",") if m.strip()))
+
+
+def _sigterm_interrupts() -> None:
+    """SIGTERM stops a run the way Ctrl-C does: nothing new starts, finished work is kept."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
