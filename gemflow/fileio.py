@@ -13,6 +13,23 @@ from stat import S_ISREG
 CHUNK = 1 << 20
 
 
+def _file_mode() -> int:
+    """0666 less the process's umask: the mode ``open()`` gives a new file."""
+    try:  # Linux says it without changing it (umask() can only be read by setting it)
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+FILE_MODE = _file_mode()
+
+
 def write_atomic(path: Path, data: bytes, *, durable: bool = False) -> None:
     """Write ``data`` to ``path`` so that a reader (or a killed run) never sees a partial file.
 
@@ -22,6 +39,7 @@ def write_atomic(path: Path, data: bytes, *, durable: bool = False) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, FILE_MODE)  # mkstemp makes 0600; a file we write gets what open() would
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             if durable:

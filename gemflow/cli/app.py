@@ -18,6 +18,8 @@ from gemflow.errors import (
     WorkflowError,
 )
 
+DEFAULT_WORKFLOW = "gemflow.yaml"  # the workflow a command reads when none is named
+
 EPILOG = f"""\b
 Exit codes:
   {EXIT_OK}    every selected step is up to date or was built
@@ -32,8 +34,15 @@ class _Gemflow(click.Group):
     """Turns gemflow's errors into one-line messages and documented exit codes: no tracebacks."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        wants_json = "--json" in ctx.args  # read now: invoking the command consumes them
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:
+            if wants_json:
+                from gemflow.report.jsonout import JsonReporter
+
+                JsonReporter().write(exc, EXIT_USAGE)
+            raise
         except KeyboardInterrupt:
             click.echo("interrupted: finished steps are cached; run again to continue", err=True)
             raise click.exceptions.Exit(EXIT_INTERRUPTED) from None

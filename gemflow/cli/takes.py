@@ -7,10 +7,8 @@ from typing import Any
 
 import click
 
-from gemflow.cli.app import cache_dir_option, cli
+from gemflow.cli.app import DEFAULT_WORKFLOW, cache_dir_option, cli
 from gemflow.errors import Problem, WorkflowError
-
-DEFAULT_WORKFLOW = "gemflow.yaml"
 
 
 def _workflow_and_step(args: tuple[str, ...], usage: str) -> tuple[Path, str]:
