@@ -91,6 +91,12 @@ class DigestMemo:
         self.remember(path, value, signature)
         return value
 
+    def forget(self, path: Path) -> None:
+        """The file at ``path`` moved away: its digest must be read again."""
+        with self._lock:
+            if self.entries.pop(str(path), None) is not None:
+                self.changed = True
+
     def remember(self, path: Path, value: str, signature: Signature | None = None) -> None:
         """Record a digest we already know (a file we just wrote), saving a read next time."""
         if signature is None:

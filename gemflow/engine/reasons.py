@@ -29,6 +29,7 @@ _WORDS = {
     "made-meanwhile": "made meanwhile by another gemflow run",
     "rerolled": "re-rolled: take {take}",
     "refused-as-expected": "refused as expected ({refusal})",
+    "output-taken": "its output file is not this step's to replace",
     "refused-before": "refused before; the answer is cached (--retry-refused asks again)",
 }
 

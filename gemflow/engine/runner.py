@@ -35,6 +35,7 @@ from gemflow.engine.events import (
 from gemflow.engine.executor import ThreadExecutor
 from gemflow.engine.graph import build_graph, ordered, select
 from gemflow.engine.keys import digest, key_material, step_key
+from gemflow.engine.outputs import OutputGuard, Verdict, load_lock
 from gemflow.engine.reasons import Reason, reason
 from gemflow.engine.refusals import Refusal, expects_refusal, recall, remember
 from gemflow.engine.scheduler import Scheduler
@@ -106,8 +107,9 @@ class Runner:
         self.service = connection.service  # who answers: part of every API step's key
         self.emit = emit
         self.graph = build_graph(workflow)
-        self.lock = LockFile.load(workflow.lock_path)
+        self.lock = load_lock(workflow, self.service)
         self.memo = DigestMemo(store.load_memo())
+        self.guard = OutputGuard(workflow, self.memo, self.service)
         self.summary = RunSummary(
             workflow=str(workflow.path), dry_run=options.dry_run, service=self.service
         )
@@ -256,6 +258,8 @@ class Runner:
         if self.options.dry_run:
             self._planned(step, decision.reason, key, decision)
             return None
+        if decision.status is not Status.CACHED and not self._may_write(step, entry, forced):
+            return None
         try:
             if decision.status is Status.CACHED:
                 if decision.adopt:
@@ -320,6 +324,23 @@ class Runner:
         if step.id in self._rerolls:
             reroll = max([reroll, *(int(t["reroll"]) for t in takes)]) + 1
         return base, reroll, takes
+
+    def _may_write(self, step: Step, entry: LockEntry | None, forced: bool) -> bool:
+        """Whether ``step`` may write its output: see ``gemflow.engine.outputs``."""
+        if expects_refusal(step):
+            return True  # such a step writes nothing
+        try:
+            verdict = self.guard.check(step, entry, forced=forced)
+        except OSError as exc:
+            verdict = Verdict(f"cannot move {step.output_rel} aside ({_os_error(exc)})")
+        if verdict.kept is not None:
+            kept = verdict.kept.relative_to(self.workflow.root).as_posix()
+            self.emit(Notice(f"{step.id}: {step.output_rel} was changed by hand: kept as {kept}"))
+        if verdict.error is None:
+            return True
+        self._failed.add(step.id)
+        self._report(step, Status.FAILED, reason("output-taken"), error=verdict.error)
+        return False
 
     def _input_digests(self, step: Step) -> list[str] | None:
         digests = []
