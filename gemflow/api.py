@@ -146,6 +146,8 @@ def run(
     api_key: str | None = None,
     base_url: str | None = None,
     cache: str | os.PathLike[str] | None = None,
+    remote: str | None = None,
+    push: bool | None = None,
     force: Iterable[str] = (),
     reroll: Iterable[str] = (),
     jobs: int = 8,
@@ -156,8 +158,10 @@ def run(
 
     ``emulator``: gemflow's built-in emulator (no key, nothing billed). Else Google's API, with
     ``api_key`` or the environment's (``GEMINI_API_KEY``), or ``base_url``. ``cache``: the store
-    (a folder, ``memory:``; default: as the command line). ``listen``: callables that receive the
-    run's events (``gemflow.engine.events``).
+    (a folder, ``memory:``; default: as the command line). ``remote``: the team cache behind it
+    (``s3://bucket/prefix``, ``gs://...``; default: the workflow's ``defaults.remote``, else
+    ``GEMFLOW_REMOTE``) and ``push``: write new results to it. ``listen``: callables that receive
+    the run's events (``gemflow.engine.events``).
     """
     workflow = load(path)
     options = RunOptions(
@@ -169,7 +173,13 @@ def run(
     )
     events: list[Any] = list(listen)
     with open_session(
-        workflow.path, emulator=emulator, api_key=api_key, base_url=base_url, cache=cache
+        workflow,
+        emulator=emulator,
+        api_key=api_key,
+        base_url=base_url,
+        cache=cache,
+        remote=remote,
+        push=push,
     ) as session:
         summary = session.run(workflow, options, emit=events)
     return Result(workflow, summary)

@@ -8,8 +8,9 @@
     │   ├── ApiError             the API answered with an error (4xx/5xx) or could not be reached
     │   └── NoImageError         the API answered without an image (safety, refusal, NO_IMAGE)
     └── CacheError               the cache store could not be read or written
+        └── RemoteError          the shared remote cache did not answer (down, refused, timed out)
 
-Foreign exceptions (google-genai, httpx, OSError, Pillow) are translated into these at one
+Foreign exceptions (google-genai, httpx, OSError, Pillow, s3fs/gcsfs) are translated into these at one
 boundary each, with ``raise ... from exc``; nothing outside those boundaries catches them.
 
 Exit codes (documented in the README and in ``gemflow --help``):
@@ -73,6 +74,11 @@ class InputError(GemflowError):
 
 class CacheError(GemflowError):
     exit_code = EXIT_CONFIG
+
+
+class RemoteError(CacheError):
+    """The team's remote cache did not answer. A run goes on locally; ``gemflow cache push`` and
+    ``pull`` fail with it."""
 
 
 class StepError(GemflowError):

@@ -12,10 +12,13 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from gemflow.cache.local import default_cache_dir
 from gemflow.cache.store import ResultStore, open_store
+from gemflow.cache.tiered import TieredStore, lock_keys, remote_settings
 from gemflow.engine.events import Event, RunSummary
+from gemflow.engine.outputs import load_lock
 from gemflow.engine.runner import RunOptions, run_workflow
 from gemflow.providers.connection import Connection
 from gemflow.workflow import Workflow
@@ -38,6 +41,9 @@ class Session:
         *,
         emit: Callable[[Event], None] | Iterable[Callable[[Event], None]] = (),
     ) -> RunSummary:
+        if isinstance(self.store, TieredStore):
+            # what the lock file names, looked up remotely all at once rather than step by step
+            self.store.prefetch(lock_keys(load_lock(workflow, self.service)))
         return run_workflow(
             workflow,
             self.store,
@@ -49,7 +55,7 @@ class Session:
 
 @contextlib.contextmanager
 def open_session(
-    workflow_path: str | os.PathLike[str],
+    workflow: Workflow | str | os.PathLike[str],
     *,
     emulator: bool = False,
     rewrite: str | None = None,
@@ -58,23 +64,35 @@ def open_session(
     cache: str | os.PathLike[str] | None = None,
     retries: int | None = None,
     rpm: float | None = None,
+    remote: str | None = None,
+    push: bool | None = None,
+    remote_options: dict[str, Any] | None = None,
 ) -> Iterator[Session]:
-    """A session for the workflow at ``workflow_path``, closed (clients, emulator, store) on exit.
+    """A session for ``workflow`` (loaded, or its path), closed (clients, emulator, store) on exit.
 
     ``emulator`` (or a ``rewrite`` mode): gemflow's built-in emulator, started only if a request
     needs it. Otherwise Google's API, or ``base_url`` (else ``GOOGLE_GEMINI_BASE_URL``), with
     ``api_key`` or the environment's. ``cache``: a store location (a folder, or ``memory:``);
     by default ``GEMFLOW_CACHE_DIR``, else the nearest ``cache/`` folder. ``retries`` and ``rpm``
     override what the workflow asks for.
+
+    ``remote``: the team cache behind the local store (``s3://bucket/prefix``, ``gs://…``; else
+    the workflow's ``defaults.remote``, else ``GEMFLOW_REMOTE``; ``none``: no remote); ``push``
+    writes new results to it (else ``defaults.push``, else ``GEMFLOW_REMOTE_PUSH``).
+    ``remote_options`` go to the s3fs or gcsfs client (``endpoint_url``, ``key``, ``token``...).
     """
+    if isinstance(workflow, Workflow):
+        path, settings = workflow.path, workflow.settings
+    else:
+        path, settings = Path(workflow), {}
+    shared = remote_settings(remote, push, settings)
     if emulator or rewrite:
         connection = Connection.emulator(rewrite=rewrite, retries=retries, rpm=rpm)
     else:
         connection = Connection.google(api_key=api_key, base_url=base_url, retries=retries, rpm=rpm)
-    with (
-        connection,
-        contextlib.closing(
-            open_store(cache if cache is not None else default_cache_dir(Path(workflow_path)))
-        ) as store,
-    ):
-        yield Session(store, connection)
+    with connection:
+        store = open_store(cache if cache is not None else default_cache_dir(path))
+        if shared.url is not None:
+            store = TieredStore(store, shared.url, push=shared.push, options=remote_options)
+        with contextlib.closing(store):
+            yield Session(store, connection)

@@ -27,6 +27,9 @@ ENV_TO_SCRUB = (
     "GOOGLE_GEMINI_BASE_URL",
     "GEMFLOW_CACHE_DIR",
     "GOOGLE_GENAI_API_VERSION",
+    "GEMFLOW_REMOTE",
+    "GEMFLOW_REMOTE_PUSH",
+    "GEMFLOW_REMOTE_TIMEOUT",
 )
 PHOTOS = Path(__file__).parent.parent / "workflows" / "photos"
 

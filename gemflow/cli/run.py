@@ -73,6 +73,17 @@ from gemflow.session import open_session
     help="Result store (default: GEMFLOW_CACHE_DIR, else the nearest cache/ folder).",
 )
 @click.option(
+    "--remote",
+    metavar="URL",
+    help="The team cache behind the local one: s3://bucket/prefix or gs://bucket/prefix "
+    "(default: the workflow's defaults.remote, else GEMFLOW_REMOTE; 'none': no remote).",
+)
+@click.option(
+    "--push/--no-push",
+    default=None,
+    help="Write new results to the remote (default: defaults.push, else GEMFLOW_REMOTE_PUSH).",
+)
+@click.option(
     "--allow-outside",
     is_flag=True,
     help="Allow input and output paths outside the workflow's folder.",
@@ -113,6 +124,8 @@ def run(
     emulator_rewrite: str | None,
     base_url: str | None,
     cache_dir: Path | None,
+    remote: str | None,
+    push: bool | None,
     allow_outside: bool,
     retries: int | None,
     rpm: float | None,
@@ -149,13 +162,15 @@ def run(
         ok = True
         for wf in workflows:
             with open_session(
-                wf.path,
+                wf,
                 emulator=emulator,
                 rewrite=emulator_rewrite,
                 base_url=base_url,
                 cache=cache_dir,
                 retries=retries,
                 rpm=rpm,
+                remote=remote,
+                push=push,
             ) as session:
                 _sigterm_interrupts()
                 ok = session.run(wf, options, emit=reporters).ok and ok

@@ -439,8 +439,15 @@ class Runner:
             self._archive(step, job.key, digest(result.data))
         if step.uses_api:
             meta["attempts"] = ctx.api_calls
+        if job.forced:
+            meta["forced"] = True  # a shared store keeps it here even if its remote has another
         meta.update(result.meta, step=step.id, kind=step.kind.name, summary=result.summary)
         result.meta = self.store.put(job.key, result.data, meta, result.attachments)
+        if result.meta["digest"] != digest(result.data) and (won := self.store.files(job.key)):
+            # a shared store (gemflow.cache.tiered) held another run's result for this key first:
+            # that one is the result, here as on every other machine
+            result.data, result.attachments = won
+            result.summary = result.meta.get("summary", result.summary)
         self._write(step, result.data, result.attachments)
         return result
 
@@ -635,6 +642,8 @@ class Runner:
     def _finish(self) -> None:
         for key in self.store.corrupt:
             self.emit(Notice(f"dropped a corrupt cache entry ({key})"))
+        for message in getattr(self.store, "notices", ()):  # a remote tier's (cache/tiered.py)
+            self.emit(Notice(message))
         if not self.options.dry_run:
             self._save_lock()
         if self.memo.changed:

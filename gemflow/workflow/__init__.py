@@ -55,6 +55,9 @@ class Workflow:
     path: Path  # the YAML file, absolute
     steps: dict[str, Step]  # in file order
     warnings: tuple[Problem, ...] = field(default=())
+    settings: Mapping[str, Any] = field(
+        default_factory=dict
+    )  # defaults about the run: remote, push
 
     @functools.cached_property
     def graph(self) -> Any:

@@ -46,6 +46,11 @@ TOP_LEVEL_KEYS = ("version", "defaults", "vars", "steps")
 STEP_KEYS = ("kind", "output", "matrix", "variants")  # accepted by every kind, besides its fields
 MAX_VARIANTS = 1000
 STEP_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*\Z")
+# Keys of ``defaults`` that are about the run, not any step: kept in ``Workflow.settings``.
+RUN_SETTINGS = {
+    "remote": Field("str", in_key=False, on_step=False, doc="the team cache: s3://… or gs://…"),
+    "push": Field("bool", in_key=False, on_step=False, doc="write new results to the remote"),
+}
 
 
 def load_workflow(path: str | os.PathLike[str], *, allow_outside: bool = False) -> Workflow:
@@ -118,6 +123,8 @@ class _Loader:
             )
         variables = self.load_vars(doc.get("vars"), doc.line_of("vars"))
         defaults = self.load_defaults(doc.get("defaults"), doc.line_of("defaults"), variables)
+        settings = {key: defaults.pop(key) for key in RUN_SETTINGS if key in defaults}
+        self.check_remote(settings.get("remote"), doc.get("defaults"))
         steps_doc = doc.get("steps")
         if not isinstance(steps_doc, LineDict) or not steps_doc:
             self.problem(doc.line_of("steps"), "'steps' must be a mapping of step ids to steps")
@@ -126,7 +133,9 @@ class _Loader:
         self.check_cycles(steps, steps_doc)
         if self.problems:
             raise self.fail()
-        return Workflow(path=self.path, steps=steps, warnings=tuple(self.warnings))
+        return Workflow(
+            path=self.path, steps=steps, warnings=tuple(self.warnings), settings=settings
+        )
 
     def parse(self) -> Any:
         text = self.read_text()
@@ -203,7 +212,7 @@ class _Loader:
             self.problem(line, "'defaults' must be a mapping")
             return {}
         defaults = {}
-        accepted = defaults_fields()
+        accepted = {**defaults_fields(), **RUN_SETTINGS}
         for key, value in raw.items():
             spec = accepted.get(key)
             if spec is None:
@@ -218,6 +227,17 @@ class _Loader:
             if ok:
                 defaults[key] = converted
         return defaults
+
+    def check_remote(self, url: str | None, raw: Any) -> None:
+        from gemflow.cache.remote import parse_location
+        from gemflow.errors import ConfigError
+
+        if url is None or url.strip().lower() == "none":
+            return
+        try:
+            parse_location(url)
+        except ConfigError as exc:
+            self.problem(raw.line_of("remote"), f"defaults.remote: {exc}")
 
     # -- steps ----------------------------------------------------------------------------------
 
