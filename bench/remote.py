@@ -30,21 +30,13 @@ from typing import Any
 TARGET = 2.0  # seconds for 1,000 keys
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "remote.json"
 REGION = "eu-west-1"
-SERVER = """
+MEMOISED_MOTO = """
 import functools, sys
 import moto.backends
 listed = moto.backends.list_of_moto_modules
 moto.backends.list_of_moto_modules = functools.cache(lambda: tuple(listed()))
-from moto.moto_server.werkzeug_app import (
-    DomainDispatcherApplication, MotoRequestHandler, create_backend_app,
-)
-from werkzeug.serving import run_simple
-
-class KeepAlive(MotoRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-app = DomainDispatcherApplication(create_backend_app)
-run_simple(sys.argv[1], int(sys.argv[2]), app, threaded=True, request_handler=KeepAlive)
+from moto.server import main
+main(sys.argv[1:])
 """
 
 
@@ -56,11 +48,9 @@ def free_port() -> int:
 
 def start_moto(plain: bool) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    command = (
-        ["-m", "moto.server", "-H", "127.0.0.1", "-p"] if plain else ["-c", SERVER, "127.0.0.1"]
-    )
+    launcher = ["-m", "moto.server"] if plain else ["-c", MEMOISED_MOTO]
     server = subprocess.Popen(
-        [sys.executable, *command, str(port)],
+        [sys.executable, *launcher, "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,  # an undrained pipe stalls moto after ~1,000 requests
         stderr=subprocess.DEVNULL,
     )
