@@ -518,6 +518,25 @@ def test_a_second_write_of_a_key_is_refused_and_the_record_kept(remote: Remote) 
     assert found is not None and found.data == first
 
 
+def test_a_conflicting_write_under_way_is_tried_again(remote: Remote) -> None:
+    from botocore.exceptions import ClientError
+
+    store = RemoteStore(remote.url)
+    write, tries = store.fs._pipe_file, []
+
+    async def conflicted(path: str, data: bytes, **options: Any) -> Any:
+        tries.append(path)
+        if len(tries) == 1:  # S3's 409 while another conditional write of the key is in flight
+            error = {"Error": {"Code": "ConditionalRequestConflict", "Message": "try again"}}
+            raise OSError(5, "try again") from ClientError(error, "PutObject")  # type: ignore[arg-type]
+        return await write(path, data, **options)
+
+    store.fs._pipe_file = conflicted
+    held = store.push([Entry("k", stored_meta({}, b"x", {}), b"x")])
+    assert held["k"]["digest"] == digest(b"x")
+    assert len(tries) == 3  # the blob twice, then the record
+
+
 def test_a_forced_result_stays_local_and_the_remote_keeps_the_first(
     tmp_path: Path, emulator: Emulator, remote: Remote
 ) -> None:

@@ -167,7 +167,7 @@ class RemoteStore:
             except OSError as exc:
                 # S3 answers 409 to a conditional write while another to the same key is under
                 # way: the other one is about to win, so look again in a moment
-                if "ConditionalRequestConflict" not in str(exc) or attempt == 2:
+                if not _in_progress(exc) or attempt == 2:
                     raise
                 await asyncio.sleep(0.2 * (attempt + 1))
         return False
@@ -223,6 +223,12 @@ class RemoteStore:
         if winner is None:
             raise OSError(f"the record of {entry.key} exists but cannot be read")
         return winner
+
+
+def _in_progress(exc: OSError) -> bool:
+    """Whether S3 refused a create-only write because another to the same key is under way."""
+    response = getattr(exc.__cause__, "response", None) or {}
+    return (response.get("Error") or {}).get("Code") == "ConditionalRequestConflict"
 
 
 def _parse_record(key: str, raw: bytes) -> dict[str, Any] | None:
