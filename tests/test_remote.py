@@ -437,6 +437,47 @@ def test_refusals_are_shared_answers(tmp_path: Path, emulator: Emulator, s3_remo
     assert [s["status"] for s in json.loads(result.stdout)["steps"]] == ["cached"]
 
 
+PROBE = """\
+version: 1
+steps:
+  check:
+    kind: probe
+    model: gemini-3.1-flash-image
+    prompt: A kitten with prominent purple-and-green fur.
+"""
+
+
+def test_a_result_with_attachments_and_its_single_calls_are_shared(
+    tmp_path: Path, emulator: Emulator, s3_remote: Remote
+) -> None:
+    clone(tmp_path / "a", PROBE)
+    build(tmp_path / "a", emulator, "--remote", s3_remote.url, "--push")
+    made = len(emulator.api_calls())
+    assert made > 1  # a probe makes several calls, each cached (and pushed) on its own
+    assert sum(name.startswith("results/") for name in s3_remote.objects()) == made + 1
+    clone(tmp_path / "b", PROBE)
+    result = build(tmp_path / "b", emulator, "--remote", s3_remote.url, "--json")
+    assert len(emulator.api_calls()) == made
+    assert [s["status"] for s in json.loads(result.stdout)["steps"]] == ["restore"]
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a" / "out").rglob("*"))
+    assert files == sorted(
+        p.relative_to(tmp_path / "b") for p in (tmp_path / "b" / "out").rglob("*")
+    )
+    for name in files:
+        if (tmp_path / "a" / name).is_file():
+            assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+def test_the_python_api_takes_a_remote(tmp_path: Path, s3_remote: Remote) -> None:
+    import gemflow
+
+    first = gemflow.run(clone(tmp_path / "a", ONE), emulator=True, remote=s3_remote.url, push=True)
+    assert first.ok and first.calls == 1
+    second = gemflow.run(clone(tmp_path / "b", ONE), emulator=True, remote=s3_remote.url)
+    assert second.calls == 0 and second["apple"].status == "restore"
+    assert second["apple"].path.read_bytes() == first["apple"].path.read_bytes()
+
+
 # -- create-only: the first writer wins, the others take its result -------------------------------
 
 

@@ -98,7 +98,7 @@ class RemoteStore:
         scheme, path = parse_location(url)
         self.url = url
         self.root = f"{path}/{LAYOUT}"
-        self.timeout = timeout or float(os.environ.get("GEMFLOW_REMOTE_TIMEOUT") or DEFAULT_TIMEOUT)
+        self.timeout = timeout or _timeout_from_env()
         self.corrupt: list[str] = []  # keys whose remote record or blobs did not verify
         self._pushed: set[str] = set()  # blobs known to be there: not uploaded twice
         self.fs = _filesystem(scheme, dict(options or {}), self.timeout)
@@ -223,6 +223,19 @@ class RemoteStore:
         if winner is None:
             raise OSError(f"the record of {entry.key} exists but cannot be read")
         return winner
+
+
+def _timeout_from_env() -> float:
+    text = os.environ.get("GEMFLOW_REMOTE_TIMEOUT") or str(DEFAULT_TIMEOUT)
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds < 3600:
+        raise RemoteError(
+            f"GEMFLOW_REMOTE_TIMEOUT must be seconds between 0 and 3600, not {text!r}"
+        )
+    return seconds
 
 
 def _in_progress(exc: OSError) -> bool:
