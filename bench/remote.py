@@ -5,11 +5,13 @@
 
 A look-up is what a run does for keys missing locally, and what ``gemflow cache pull`` does: one
 GET of each key's record (``gemflow.cache.remote.RemoteStore.records``), 64 in flight, never a
-listing. The remote is ``moto_server`` in a subprocess of its own (so it does not share this
-process's interpreter lock with s3fs), its output sent nowhere. moto re-reads its own package
-folder on every request to find the service a request is for (about half of its time per
-request); the server here is started with that lookup memoised, so the figure is about gemflow
-and s3fs rather than moto's dispatch (``--plain-moto`` starts it as shipped). It reports; it is
+listing. The remote is moto in a subprocess of its own (so it does not share this process's
+interpreter lock with s3fs), its output sent nowhere. Two things about moto's server are not
+about S3 and are set aside: Werkzeug, its HTTP server, closes the connection after every answer
+(S3 keeps connections open), so moto's WSGI app is served by Tornado's HTTP server instead (keep-
+alive, one thread); and moto lists its own package folder on every request to find the service a
+request is for (about half of its time per request), so that lookup is memoised.
+``--plain-moto`` starts ``moto_server`` as shipped, for comparison. It reports; it is
 not a test: a missed target still exits 0.
 """
 
@@ -30,13 +32,22 @@ from typing import Any
 TARGET = 2.0  # seconds for 1,000 keys
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "remote.json"
 REGION = "eu-west-1"
-MEMOISED_MOTO = """
-import functools, sys
+SERVER = """
+import asyncio, functools, sys
 import moto.backends
 listed = moto.backends.list_of_moto_modules
 moto.backends.list_of_moto_modules = functools.cache(lambda: tuple(listed()))
-from moto.server import main
-main(sys.argv[1:])
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+from tornado.httpserver import HTTPServer
+from tornado.wsgi import WSGIContainer
+
+async def serve():
+    HTTPServer(WSGIContainer(DomainDispatcherApplication(create_backend_app))).listen(
+        int(sys.argv[2]), sys.argv[1]
+    )
+    await asyncio.Event().wait()
+
+asyncio.run(serve())
 """
 
 
@@ -48,9 +59,11 @@ def free_port() -> int:
 
 def start_moto(plain: bool) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    launcher = ["-m", "moto.server"] if plain else ["-c", MEMOISED_MOTO]
+    command = (
+        ["-m", "moto.server", "-H", "127.0.0.1", "-p"] if plain else ["-c", SERVER, "127.0.0.1"]
+    )
     server = subprocess.Popen(
-        [sys.executable, *launcher, "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, *command, str(port)],
         stdout=subprocess.DEVNULL,  # an undrained pipe stalls moto after ~1,000 requests
         stderr=subprocess.DEVNULL,
     )
@@ -114,15 +127,19 @@ def main(argv: list[str] | None = None) -> int:
         push = timed(lambda: store.push(entries), 1)[0]
 
         def look_up() -> None:
-            found = RemoteStore(url).records(keys)  # a new client each time, as a run starts
-            assert all(found.values())
+            client = RemoteStore(url)  # a new client each time, as a run starts
+            assert all(client.records(keys).values())
+            client.close()
 
         def miss() -> None:
-            assert not any(RemoteStore(url).records(absent).values())
+            client = RemoteStore(url)
+            assert not any(client.records(absent).values())
+            client.close()
 
         def fetch() -> None:
-            found = RemoteStore(url).fetch(keys)
-            assert all(found.values())
+            client = RemoteStore(url)
+            assert all(client.fetch(keys).values())
+            client.close()
 
         look_up()  # warm-up: imports, bytecode
         figures = {

@@ -131,7 +131,17 @@ class RemoteStore:
         self.records(["gemflow/ping"])
 
     def close(self) -> None:
-        """fsspec closes its clients when the process ends; nothing to release earlier."""
+        """Close the client's connections now: a notebook may open many sessions in one process."""
+        fs = self.fs
+        try:
+            if (s3 := getattr(fs, "_s3", None)) is not None:
+                fs._s3 = None
+                type(fs).close_session(fs.loop, s3)
+            elif (session := getattr(fs, "_session", None)) is not None:
+                fs._session = None
+                type(fs).close_session(fs.loop, session)
+        except Exception:  # closing a client must never fail a finished run
+            pass
 
     # -- one request at a time, on fsspec's event loop --------------------------------------------
 
