@@ -42,8 +42,8 @@ class Session:
         emit: Callable[[Event], None] | Iterable[Callable[[Event], None]] = (),
     ) -> RunSummary:
         if isinstance(self.store, TieredStore):
-            # what the lock file names, looked up remotely all at once rather than step by step
-            self.store.prefetch(lock_keys(load_lock(workflow, self.service)))
+            # the results the lock file names, looked up remotely all at once, not step by step
+            self.store.prefetch(lock_keys(load_lock(workflow, self.service), takes=False))
         return run_workflow(
             workflow,
             self.store,

@@ -108,13 +108,13 @@ class RemoteStore:
     def records(self, keys: Iterable[str]) -> dict[str, dict[str, Any] | None]:
         """Each key's record metadata, or None where there is none: one GET each, at once."""
         keys = list(dict.fromkeys(keys))
-        found = self._run(lambda: _gather([self._record(key) for key in keys]), len(keys))
+        found = self._run(lambda: _gather([self._record(key) for key in keys]))
         return dict(zip(keys, found, strict=True))
 
     def fetch(self, keys: Iterable[str]) -> dict[str, Entry | None]:
         """Each key's whole entry, its bytes verified, or None (no record, or a corrupt one)."""
         keys = list(dict.fromkeys(keys))
-        found = self._run(lambda: _gather([self._entry(key) for key in keys]), len(keys))
+        found = self._run(lambda: _gather([self._entry(key) for key in keys]))
         return dict(zip(keys, found, strict=True))
 
     # -- writing ----------------------------------------------------------------------------------
@@ -123,7 +123,7 @@ class RemoteStore:
         """Write each entry create-only (blobs, then the record); returns the metadata the remote
         holds for each key afterwards: the entry's own, or the one another writer put first."""
         entries = list(entries)
-        done = self._run(lambda: _gather([self._push(e) for e in entries]), len(entries))
+        done = self._run(lambda: _gather([self._push(e) for e in entries]))
         return {entry.key: meta for entry, meta in zip(entries, done, strict=True)}
 
     def ping(self) -> None:
@@ -145,7 +145,7 @@ class RemoteStore:
 
     # -- one request at a time, on fsspec's event loop --------------------------------------------
 
-    def _run(self, work: Callable[[], Awaitable[T]], count: int = 1) -> T:
+    def _run(self, work: Callable[[], Awaitable[T]]) -> T:
         """Run ``work`` on fsspec's loop; any failure but a miss becomes a ``RemoteError``."""
         from fsspec.asyn import sync
 

@@ -67,13 +67,13 @@ def remote_settings(
     return RemoteSettings(url, bool(push))
 
 
-def lock_keys(lock: LockFile) -> list[str]:
+def lock_keys(lock: LockFile, *, takes: bool = True) -> list[str]:
     """The keys a lock file refers to: each step's result (its refusal, for a step that expects
-    one) and every take kept."""
+    one) and, with ``takes``, every take kept."""
     keys: dict[str, None] = {}
     for entry in lock.entries.values():
         keys[REFUSAL + entry.key if entry.refused else entry.key] = None
-        for take in entry.takes:
+        for take in entry.takes if takes else ():
             keys[str(take.get("key"))] = None
     return [key for key in keys if key]
 
