@@ -98,6 +98,33 @@ from gemflow.session import open_session
     help="After a failure, go on with every step that does not need the failed one, or start "
     "no new step at all (running ones finish).",
 )
+@click.option(
+    "--batch",
+    is_flag=True,
+    help="Send the API steps' requests through the Batch API: half the price, answers within "
+    "hours (a day at most). Interrupting leaves the jobs running: run again to collect them.",
+)
+@click.option(
+    "--detach",
+    is_flag=True,
+    help="With --batch: submit the jobs, record them and exit; a later run collects the answers.",
+)
+@click.option(
+    "--batch-poll",
+    type=click.FloatRange(min=0.01),
+    default=30.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How often to ask how batch jobs are doing.",
+)
+@click.option(
+    "--batch-deadline",
+    type=click.FloatRange(min=0.01, max=47),
+    default=24.0,
+    show_default=True,
+    metavar="HOURS",
+    help="Cancel a batch job not done by then, and send its requests interactively.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="List cached steps too.")
 @click.option("-q", "--quiet", is_flag=True, help="Say only what failed, and warnings.")
 def run(
@@ -117,6 +144,10 @@ def run(
     retries: int | None,
     rpm: float | None,
     keep_going: bool,
+    batch: bool,
+    detach: bool,
+    batch_poll: float,
+    batch_deadline: float,
     verbose: bool,
     quiet: bool,
 ) -> None:
@@ -125,6 +156,7 @@ def run(
 
     Only steps whose inputs changed call the API; everything else comes from the cache.
     """
+    from gemflow.engine.batch import BatchSettings
     from gemflow.engine.runner import RunOptions
     from gemflow.report.jsonout import JsonReporter
     from gemflow.report.terminal import TerminalReporter
@@ -143,6 +175,11 @@ def run(
         jobs=jobs,
         dry_run=dry_run,
         fail_fast=not keep_going,
+        batch=BatchSettings(
+            poll_seconds=batch_poll, deadline_seconds=batch_deadline * 3600, detach=detach
+        )
+        if batch or detach
+        else None,
     )
     try:
         workflows = _load_all(paths, allow_outside)

@@ -20,6 +20,7 @@ from gemflow.cache.calls import StoreCallCache
 from gemflow.cache.lockfile import LockEntry, LockFile
 from gemflow.cache.store import ResultStore
 from gemflow.cache.store import blob as stored_bytes
+from gemflow.engine.batch import BATCH_PRICE, BatchSettings, Detached
 from gemflow.engine.decide import Decision, decide, recorded_params
 from gemflow.engine.events import (
     Event,
@@ -66,6 +67,7 @@ class RunOptions:
     fail_fast: bool = False  # after the first failure, start no new step that would run
     reroll: frozenset[str] = frozenset()  # steps to draw once more (their earlier takes are kept)
     retry_refused: bool = False  # ask again where the model refused last time
+    batch: BatchSettings | None = None  # send API steps' requests through the Batch API
 
 
 @dataclass
@@ -119,6 +121,7 @@ class Runner:
         self._done: dict[str, _Done] = {}
         self._takes_of: dict[str, tuple[str, int, list[dict[str, Any]]]] = {}
         self._failed: set[str] = set()
+        self._pending: set[str] = set()  # in a batch job a later run collects (--detach)
         self._touched: set[str] = set()  # steps whose lock entries this run wrote
         self.abandoned = False  # interrupted twice: running steps were left behind
         self._stopped_by: str | None = None  # --fail-fast: the step whose failure stops the run
@@ -180,7 +183,7 @@ class Runner:
 
     def _walk(self, order: list[str]) -> None:
         scheduler = Scheduler(self.workflow, order)
-        executor: ThreadExecutor[_Job, StepOutput] = ThreadExecutor(self.options.jobs)
+        executor = self._executor()
         try:
             while scheduler or executor:
                 while scheduler and executor.has_room():  # the rest wait here, not in a queue
@@ -200,7 +203,24 @@ class Runner:
         finally:
             executor.shutdown(abandon=self.abandoned)
 
-    def _drain(self, executor: ThreadExecutor[_Job, StepOutput]) -> None:
+    def _executor(self) -> Any:
+        """Threads; with ``--batch``, batch jobs for the API steps."""
+        if self.options.batch is None:
+            return ThreadExecutor[_Job, StepOutput](self.options.jobs)
+        from gemflow.engine.batch import BatchExecutor
+        from gemflow.engine.ledger import Ledger
+
+        folder = getattr(self.store, "directory", None)
+        return BatchExecutor(
+            self,
+            self.connection,
+            Ledger(folder / "batches" if folder is not None else None),
+            self.options.batch,
+            jobs=self.options.jobs,
+            notify=lambda message: self.emit(Notice(message, level="info")),
+        )
+
+    def _drain(self, executor: Any) -> None:
         """Interrupted: start nothing new, but keep what is already being paid for.
 
         Steps not yet started are cancelled. Calls in flight are waited for, so their results are
@@ -227,6 +247,11 @@ class Runner:
 
     def _start(self, step: Step) -> _Job | None:
         """Decide ``step``. Returns a job when it must run for real; else records it as finished."""
+        waiting = [r.step for r in step.refs if r.step in self._pending]
+        if waiting:
+            self._pending.add(step.id)
+            self._report(step, Status.PENDING, reason("input-in-batch", step=waiting[0]))
+            return None
         failed = [r.step for r in step.refs if r.step in self._failed]
         if failed:
             self._failed.add(step.id)
@@ -374,8 +399,10 @@ class Runner:
         """A dry run's verdict on ``step``: the status it would get, and the cost if it runs."""
         status = decision.status if decision else Status.RUN
         estimate = step.kind.estimate(step) if status is Status.RUN else Estimate()
+        price = BATCH_PRICE if self.options.batch is not None and step.uses_api else 1.0
         self._done[step.id] = _Done(key, decision.digest if decision else None)
-        self._report(step, status, why, api_calls=estimate.api_calls, usd=estimate.usd, key=key)
+        usd = estimate.usd * price
+        self._report(step, status, why, api_calls=estimate.api_calls, usd=usd, key=key)
 
     def _adopt(self, step: Step, key: str) -> None:
         entry = self.lock.entries[step.id]
@@ -422,16 +449,31 @@ class Runner:
 
     def _make(self, job: _Job) -> StepOutput:
         """Gather the input bytes, run the kind, store and write the result."""
-        step, ctx = job.step, job.ctx
+        images = self.images(job)
+        return self.keep(job, lambda: job.step.kind.run(job.step, images, job.ctx))
+
+    # The batch executor's hooks (gemflow.engine.batch): a job's inputs, keeping what it made.
+
+    def images(self, job: _Job) -> list[InputImage]:
+        """The step's inputs, checked against the digests its key was made from."""
         images = []
-        for ref, expected in zip(step.refs, job.inputs, strict=True):
+        for ref, expected in zip(job.step.refs, job.inputs, strict=True):
             data = self._input_bytes(ref.step, ref.path)
             if data is None or digest(data) != expected:
                 raise InputError(f"input {ref.text} changed while the run was going on")
             images.append(InputImage(ref.text, data))
+        return images
+
+    def reuse(self, job: _Job) -> StepOutput | None:
+        return None if job.forced else self._reuse(job)
+
+    def keep(self, job: _Job, outcome: Callable[[], StepOutput]) -> StepOutput:
+        """Run ``outcome`` (the kind's work), then store and write its result; a refusal is
+        remembered as an answer."""
+        step, ctx = job.step, job.ctx
         meta: dict[str, Any] = {"usage": ctx.tokens, "model_version": ctx.model_version}
         try:
-            result = step.kind.run(step, images, ctx)
+            result = outcome()
         except NoImageError as refused:
             job.refusal = remember(self.store, job.key, refused, {**meta, "step": step.id})
             raise
@@ -469,6 +511,16 @@ class Runner:
             result = future.result()
         except ConfigError:
             raise  # no key, say: every API step would fail the same way, so stop the run
+        except Detached as detached:
+            self._pending.add(step.id)
+            self._report(
+                step,
+                Status.PENDING,
+                reason("in-batch"),
+                error=None,
+                result={"batch": str(detached)},
+            )
+            return
         except (GemflowError, OSError) as exc:
             if job.refusal is not None:
                 spent = {
