@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from gemflow.cache.calls import StoreCallCache
-from gemflow.cache.lockfile import LockEntry, LockFile
+from gemflow.cache.lockfile import LockEntry, LockFile, exclusive
 from gemflow.cache.store import ResultStore
 from gemflow.cache.store import blob as stored_bytes
 from gemflow.engine.batch import BATCH_PRICE, BatchSettings, Detached
@@ -678,11 +678,12 @@ class Runner:
     def _save_lock(self) -> None:
         """Write this run's entries over the lock file as it is now on disk, so that two runs on
         one workflow (different targets, say) do not undo each other's entries."""
-        latest = LockFile.load(self.lock.path) if self.lock.changed_on_disk() else self.lock
-        entries = {sid: e for sid, e in latest.entries.items() if sid in self.workflow.steps}
-        entries.update({sid: self.lock.entries[sid] for sid in self._touched})
-        latest.entries = entries
-        latest.save()
+        with exclusive(self.lock.path.parent):
+            latest = LockFile.load(self.lock.path) if self.lock.changed_on_disk() else self.lock
+            entries = {sid: e for sid, e in latest.entries.items() if sid in self.workflow.steps}
+            entries.update({sid: self.lock.entries[sid] for sid in self._touched})
+            latest.entries = entries
+            latest.save()
 
     def _finish(self) -> None:
         for key in self.store.corrupt:
