@@ -5,6 +5,7 @@
     ├── ConfigError              the environment is wrong: no API key, unusable cache folder
     ├── InputError               an input file is missing, unreadable or not a usable image
     ├── StepError                one step failed while running
+    │   ├── Interrupted          the run was interrupted while the step waited
     │   ├── ApiError             the API answered with an error (4xx/5xx) or could not be reached
     │   └── NoImageError         the API answered without an image (safety, refusal, NO_IMAGE)
     └── CacheError               the cache store could not be read or written
@@ -77,6 +78,10 @@ class CacheError(GemflowError):
 
 class StepError(GemflowError):
     """A step failed while running. Its dependents are skipped; other branches go on."""
+
+
+class Interrupted(StepError):
+    """The run was interrupted while this step waited (for another process's result, say)."""
 
 
 class ApiError(StepError):

@@ -122,6 +122,7 @@ class Runner:
         self._takes_of: dict[str, tuple[str, int, list[dict[str, Any]]]] = {}
         self._failed: set[str] = set()
         self._pending: set[str] = set()  # in a batch job a later run collects (--detach)
+        self._interrupted = threading.Event()  # set on Ctrl-C: steps waiting for a lock give up
         self._touched: set[str] = set()  # steps whose lock entries this run wrote
         self.abandoned = False  # interrupted twice: running steps were left behind
         self._stopped_by: str | None = None  # --fail-fast: the step whose failure stops the run
@@ -226,6 +227,7 @@ class Runner:
         Steps not yet started are cancelled. Calls in flight are waited for, so their results are
         stored; a second interrupt abandons them (their files are written atomically, or not at all).
         """
+        self._interrupted.set()
         started = executor.interrupt()
         if not started:
             return
@@ -433,7 +435,7 @@ class Runner:
     def _execute(self, job: _Job) -> StepOutput:
         """On a worker thread: run the step, holding its key's lock so that two gemflow processes
         never pay for one result: the second waits, then takes the first one's result."""
-        with self.store.lock(job.key):
+        with self.store.lock(job.key, cancelled=self._interrupted.is_set):
             if not job.forced and (reused := self._reuse(job)) is not None:
                 return reused
             return self._make(job)
