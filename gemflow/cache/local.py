@@ -23,7 +23,7 @@ from typing import Any
 
 from gemflow.cache.store import Memo, stored_meta
 from gemflow.engine.keys import digest
-from gemflow.errors import CacheError, Interrupted
+from gemflow.errors import CacheError, DiskFull, Interrupted, is_no_space
 
 DEFAULT_DIRNAME = "cache"
 _MEMO_KEY = "memo:file-digests"
@@ -120,11 +120,16 @@ class Store:
     ) -> dict[str, Any]:
         attachments = attachments or {}
         meta = stored_meta(meta, data, attachments)
-        with self._writing, self._cache.transact():
-            self._cache.set(f"blob:{key}", data)
-            for name, blob in attachments.items():
-                self._cache.set(f"blob:{key}:{name}", blob)
-            self._cache.set(f"meta:{key}", json.dumps(meta, sort_keys=True))
+        try:
+            with self._writing, self._cache.transact():
+                self._cache.set(f"blob:{key}", data)
+                for name, blob in attachments.items():
+                    self._cache.set(f"blob:{key}:{name}", blob)
+                self._cache.set(f"meta:{key}", json.dumps(meta, sort_keys=True))
+        except (OSError, sqlite3.Error) as exc:
+            # Full, over quota, read-only or failing: every answer sent now would be lost.
+            why = "the disk is full" if is_no_space(exc) else str(exc)
+            raise DiskFull(f"cannot write to the cache at {self.directory} ({why})") from exc
         return meta
 
     def delete(self, key: str) -> None:

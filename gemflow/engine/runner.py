@@ -8,6 +8,7 @@ the work itself (API calls, a Pillow operation) goes to the executor. The runner
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -43,12 +44,14 @@ from gemflow.engine.scheduler import Scheduler
 from gemflow.engine.takes import archived_key
 from gemflow.errors import (
     ConfigError,
+    DiskFull,
     GemflowError,
     InputError,
     NoImageError,
     Problem,
     StepError,
     WorkflowError,
+    is_no_space,
 )
 from gemflow.fileio import DigestMemo, write_atomic
 from gemflow.kinds.base import Estimate, InputImage, RunContext, StepOutput
@@ -123,6 +126,8 @@ class Runner:
         self._failed: set[str] = set()
         self._pending: set[str] = set()  # in a batch job a later run collects (--detach)
         self._interrupted = threading.Event()  # set on Ctrl-C: steps waiting for a lock give up
+        self._disk_full = threading.Event()  # no space for results: send nothing more
+        self._unsaved: dict[str, tuple[Step, StepOutput, dict[str, Any]]] = {}
         self._touched: set[str] = set()  # steps whose lock entries this run wrote
         self.abandoned = False  # interrupted twice: running steps were left behind
         self._stopped_by: str | None = None  # --fail-fast: the step whose failure stops the run
@@ -320,6 +325,10 @@ class Runner:
             self._report(step, Status.FAILED, decision.reason, error=error)
             return None
         why = decision.reason if decision.status is Status.RUN else reason("corrupt")
+        if self._disk_full.is_set():
+            self._failed.add(step.id)
+            self._report(step, Status.BLOCKED, reason("disk-full"))
+            return None
         if self._stopped_by is not None:
             self._failed.add(step.id)
             self._report(step, Status.BLOCKED, reason("fail-fast", step=self._stopped_by))
@@ -484,8 +493,17 @@ class Runner:
         if step.uses_api:
             meta["attempts"] = ctx.api_calls
         meta.update(result.meta, step=step.id, kind=step.kind.name, summary=result.summary)
-        result.meta = self.store.put(job.key, result.data, meta, result.attachments)
-        self._write(step, result.data, result.attachments)
+        try:
+            result.meta = self.store.put(job.key, result.data, meta, result.attachments)
+            self._write(step, result.data, result.attachments)
+        except (DiskFull, OSError) as exc:
+            if not isinstance(exc, DiskFull) and not is_no_space(exc):
+                raise
+            self._unsaved[job.key] = (step, result, meta)  # paid for: never thrown away
+            self._disk_full.set()
+            raise DiskFull(
+                f"{exc}: the run stopped; this answer is kept in memory until the run ends"
+            ) from None
         return result
 
     def _archive(self, step: Step, key: str, made: str) -> None:
@@ -687,13 +705,41 @@ class Runner:
             latest.entries = entries
             latest.save()
 
+    def _save_unsaved(self) -> None:
+        """Write the answers a full disk kept in memory, if there is room now; else say so."""
+        for key, (step, result, meta) in list(self._unsaved.items()):
+            try:
+                self.store.put(key, result.data, meta, result.attachments)
+                self._write(step, result.data, result.attachments)
+            except (DiskFull, OSError):
+                continue
+            del self._unsaved[key]
+        if self._unsaved:
+            names = ", ".join(step.id for step, _, _ in self._unsaved.values())
+            self.emit(
+                Notice(
+                    f"the disk is full: {len(self._unsaved)} answer(s) paid for could not be "
+                    f"kept ({names}); free some space and run again"
+                )
+            )
+        elif self._disk_full.is_set():
+            self.emit(Notice("the disk filled up during the run: every answer received was kept"))
+
     def _finish(self) -> None:
+        self._save_unsaved()
         for key in self.store.corrupt:
             self.emit(Notice(f"dropped a corrupt cache entry ({key})"))
-        if not self.options.dry_run:
-            self._save_lock()
-        if self.memo.changed:
-            self.store.save_memo(self.memo.entries)
+        try:
+            if not self.options.dry_run:
+                self._save_lock()
+            if self.memo.changed:
+                self.store.save_memo(self.memo.entries)
+        except (OSError, sqlite3.Error) as exc:
+            if not is_no_space(exc):
+                raise
+            self.emit(
+                Notice(f"the disk is full: the lock file or the memo was not updated ({exc})")
+            )
         self.emit(RunFinished(self.summary))
 
 
