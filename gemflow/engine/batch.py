@@ -147,8 +147,8 @@ class BatchExecutor:
                 del self._running[future]
         return list(self._running.values())
 
-    def finishing(self) -> Iterator[tuple[Any, Future[StepOutput]]]:
-        for future in as_completed(list(self._running)):
+    def finishing(self, timeout: float | None = None) -> Iterator[tuple[Any, Future[StepOutput]]]:
+        for future in as_completed(list(self._running), timeout=timeout):
             yield self._running.pop(future), future
 
     def shutdown(self, *, abandon: bool = False) -> None:

@@ -59,6 +59,8 @@ from gemflow.providers.base import SendSettings
 from gemflow.providers.connection import Connection
 from gemflow.workflow import Step, Workflow
 
+ABANDON_GRACE = 1.0  # seconds a second Ctrl-C still gives answers in hand to be stored
+
 
 @dataclass(frozen=True)
 class RunOptions:
@@ -126,6 +128,7 @@ class Runner:
         self._failed: set[str] = set()
         self._pending: set[str] = set()  # in a batch job a later run collects (--detach)
         self._interrupted = threading.Event()  # set on Ctrl-C: steps waiting for a lock give up
+        self._abandoned = threading.Event()  # set on a second Ctrl-C: nothing is retried
         self._disk_full = threading.Event()  # no space for results: send nothing more
         self._unsaved: dict[str, tuple[Step, StepOutput, dict[str, Any]]] = {}
         self._touched: set[str] = set()  # steps whose lock entries this run wrote
@@ -155,6 +158,8 @@ class Runner:
             self._walk(order)
         except KeyboardInterrupt:
             self.summary.interrupted = True
+            if self.abandoned:
+                raise Abandoned from None
             raise
         finally:
             self._finish()
@@ -249,6 +254,17 @@ class Runner:
                 self._collect(job, future)
         except KeyboardInterrupt:
             self.abandoned = True
+            self._abandoned.set()
+            self._keep_arrived(executor)
+
+    def _keep_arrived(self, executor: Any) -> None:
+        """Abandoned: answers already in hand are stored within a moment; a request still waiting
+        for its answer is given up (nothing is retried) and the run ends now."""
+        try:
+            for job, future in executor.finishing(timeout=ABANDON_GRACE):
+                self._collect(job, future)
+        except (TimeoutError, KeyboardInterrupt):
+            pass
 
     # -- one step ---------------------------------------------------------------------------------
 
@@ -339,6 +355,7 @@ class Runner:
             settings=SendSettings.of(step.params),
             calls=StoreCallCache(self.store, self.service, refresh=forced),
             notify=lambda message: self.emit(Notice(f"{step.id}: {message}", level="info")),
+            cancelled=self._abandoned.is_set,
         )
         return _Job(step, key, material, why, inputs, forced, ctx)
 
@@ -741,6 +758,11 @@ class Runner:
                 Notice(f"the disk is full: the lock file or the memo was not updated ({exc})")
             )
         self.emit(RunFinished(self.summary))
+
+
+class Abandoned(KeyboardInterrupt):
+    """Interrupted twice: requests still waiting for answers were given up; the process should
+    exit now rather than wait for them."""
 
 
 def _os_error(exc: OSError) -> str:

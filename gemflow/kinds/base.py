@@ -131,8 +131,10 @@ class RunContext:
         settings: SendSettings | None = None,
         calls: CallCache | None = None,
         notify: Callable[[str], None] = lambda message: None,
+        cancelled: Callable[[], bool] = lambda: False,
     ) -> None:
         self._connection = connection
+        self._cancelled = cancelled
         self._settings = settings
         self._calls = calls
         self.notify = notify  # tell the user something now (a long wait, say); thread-safe
@@ -194,6 +196,7 @@ class RunContext:
                 rpm=settings.rpm,
                 timeout=settings.timeout,
                 notify=self.notify,
+                cancelled=self._cancelled,
             )
         except GemflowError as error:
             self.api_calls += attempts_of(error)
