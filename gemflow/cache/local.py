@@ -193,4 +193,7 @@ class Store:
         return memo if isinstance(memo, dict) else {}
 
     def save_memo(self, entries: Memo) -> None:
-        self._cache.set(_MEMO_KEY, entries)
+        try:
+            self._cache.set(_MEMO_KEY, entries)
+        except (OSError, sqlite3.Error) as exc:
+            raise DiskFull(f"cannot write to the cache at {self.directory} ({exc})") from exc
