@@ -4,7 +4,17 @@ One module per command (or group); imports of the library stay inside the comman
 ``gemflow --help`` starts fast.
 """
 
-from gemflow.cli import cache, dag, run, schema, takes, validate  # noqa: F401  (each registers its commands)
+from gemflow.cli import (  # noqa: F401  (each registers its commands)
+    cache,
+    clean,
+    dag,
+    gc,
+    run,
+    schema,
+    show,
+    takes,
+    validate,
+)
 from gemflow.cli.app import cli
 
 main = cli
