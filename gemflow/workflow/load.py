@@ -269,11 +269,14 @@ class _Loader:
         steps: dict[str, Step] = {}
         outputs: dict[Path, str] = {}
         for group, items in parsed.items():
-            made = self.each_instance(
-                group,
-                [(item.instance.name, item) for item in items],
-                lambda item: self.resolve_step(item, doc, groups, values, outputs),
-            )
+            if len(items) == 1 and not items[0].instance.values:  # the common case, kept fast
+                made = [self.resolve_step(items[0], doc, groups, values, outputs)]
+            else:
+                made = self.each_instance(
+                    group,
+                    [(item.instance.name, item) for item in items],
+                    lambda item: self.resolve_step(item, doc, groups, values, outputs),
+                )
             steps.update((step.id, step) for step in made if step is not None)
         self.check_outputs_are_not_inputs(steps)
         self.check_inputs_are_images(steps)
@@ -342,6 +345,9 @@ class _Loader:
         instances = expand(
             step_id, [(k, [text for text, _, _ in vs]) for k, vs in matrix], variants
         )
+        if len(instances) == 1 and not instances[0].values:
+            params, bad = self.load_params(step_id, kind, body, defaults, variables, {})
+            return [_Parsed(step_id, kind, params, body, instances[0], variables, bad)]
         raw = {key: {text: (value, line) for text, value, line in vs} for key, vs in matrix}
 
         def load(instance: Instance) -> _Parsed:
@@ -527,7 +533,7 @@ class _Loader:
                 params[key] = converted
             else:
                 bad.add(key)
-        filled = {key: spec.fills for key, spec in fields.items() if spec.fills and key in body}
+        filled = {key: target for key, target in _fills(kind).items() if key in body}
         for key, target in filled.items():
             if key in params and not self.fill_from_file(
                 params, key, target, body, variables, step_id
@@ -836,6 +842,12 @@ class _Loader:
             self.problem(
                 doc.line_of(cycle[0]), f"steps depend on each other in a cycle: {path}", cycle[0]
             )
+
+
+@functools.cache
+def _fills(kind: StepKind) -> dict[str, str]:
+    """The kind's file fields, each with the parameter its file's text becomes."""
+    return {key: spec.fills for key, spec in kind.fields.items() if spec.fills}
 
 
 def _file_type(path: Path) -> str | None:
