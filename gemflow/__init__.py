@@ -1,12 +1,12 @@
 """gemflow: declarative, content-addressed image pipelines for Google's Gemini image models.
 
-The library face of gemflow is small: load a workflow, open a session (a store and a connection to
-the API), run it.
+    import gemflow
+    result = gemflow.run("workflows/quickstart.yaml", emulator=True)   # or api_key=..., base_url=...
+    result["pancake"].image                       # a PIL image; result.outputs, .calls, .cost
+    plan = gemflow.plan("workflows/quickstart.yaml")   # the dry run, as data
+    graph = gemflow.load("workflows/quickstart.yaml").graph   # a networkx.DiGraph
 
-    from gemflow import load_workflow, open_session, RunOptions
-    wf = load_workflow("workflows/quickstart.yaml")
-    with open_session(wf.path, emulator=True) as session:
-        summary = session.run(wf, RunOptions(dry_run=True))
+Lower down: ``open_session`` (a store and a connection to the API) and ``run_workflow``.
 """
 
 from __future__ import annotations
@@ -16,21 +16,33 @@ from typing import TYPE_CHECKING, Any
 __all__ = [
     "Connection",
     "GemflowError",
+    "Result",
     "ResultStore",
     "RunOptions",
     "RunSummary",
     "Session",
+    "StepResult",
     "Store",
     "Workflow",
     "WorkflowError",
+    "arun",
     "default_cache_dir",
+    "load",
     "load_workflow",
     "open_session",
     "open_store",
+    "plan",
+    "run",
     "run_workflow",
 ]
 
 _WHERE = {
+    "Result": "gemflow.api",
+    "StepResult": "gemflow.api",
+    "arun": "gemflow.api",
+    "load": "gemflow.api",
+    "plan": "gemflow.api",
+    "run": "gemflow.api",
     "Connection": "gemflow.providers.connection",
     "GemflowError": "gemflow.errors",
     "WorkflowError": "gemflow.errors",
@@ -48,6 +60,7 @@ _WHERE = {
 }
 
 if TYPE_CHECKING:
+    from gemflow.api import Result, StepResult, arun, load, plan, run
     from gemflow.cache.local import Store, default_cache_dir
     from gemflow.cache.store import ResultStore, open_store
     from gemflow.engine.events import RunSummary

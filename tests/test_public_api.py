@@ -11,22 +11,30 @@ import pytest
 
 import gemflow
 
-PUBLIC = [
-    "Connection",
-    "GemflowError",
-    "ResultStore",
-    "RunOptions",
-    "RunSummary",
-    "Session",
-    "Store",
-    "Workflow",
-    "WorkflowError",
-    "default_cache_dir",
-    "load_workflow",
-    "open_session",
-    "open_store",
-    "run_workflow",
-]
+PUBLIC = sorted(
+    [
+        "Connection",
+        "Result",
+        "StepResult",
+        "arun",
+        "load",
+        "plan",
+        "run",
+        "GemflowError",
+        "ResultStore",
+        "RunOptions",
+        "RunSummary",
+        "Session",
+        "Store",
+        "Workflow",
+        "WorkflowError",
+        "default_cache_dir",
+        "load_workflow",
+        "open_session",
+        "open_store",
+        "run_workflow",
+    ]
+)
 
 
 def test_public_names_are_pinned() -> None:

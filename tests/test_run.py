@@ -377,7 +377,7 @@ def test_emulator_flag_builds_the_quickstart_with_no_key(tmp_path: Path) -> None
     result = CliRunner().invoke(cli, ["run", str(work / "quickstart.yaml"), "--emulator"], env=env)
     assert result.exit_code == 0, result.output
     assert (work / "out" / "thumb.webp").is_file()
-    assert (work / "quickstart.lock").is_file()
+    assert (work / "quickstart.emulator.lock").is_file()  # the emulator's own: see test_outputs.py
 
 
 def test_moving_an_output_or_adding_a_description_makes_no_calls(project: Project) -> None:

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 from gemflow.engine.keys import digest
 from gemflow.errors import ConfigError
 
-Memo = dict[str, tuple[int, int, int, str]]  # file path -> (size, mtime_ns, inode, digest)
+Memo = dict[str, tuple[Any, ...]]  # file path -> (size, mtime_ns, inode, ctime_ns, digest)
 
 
 class ResultStore(Protocol):
@@ -51,7 +51,12 @@ class ResultStore(Protocol):
 
     def delete(self, key: str) -> None: ...
 
-    def lock(self, key: str) -> AbstractContextManager[None]: ...
+    def lock(
+        self, key: str, *, cancelled: Callable[[], bool] = lambda: False
+    ) -> AbstractContextManager[None]:
+        """Held while ``key``'s result is made; waiting for it ends with ``Interrupted`` once
+        ``cancelled()`` is true (a run interrupted while another process makes the result)."""
+        ...
 
     def load_memo(self) -> Memo:
         """The file-digest memo of the last run (see ``gemflow.fileio.DigestMemo``)."""

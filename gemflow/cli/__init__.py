@@ -5,6 +5,7 @@ One module per command (or group); imports of the library stay inside the comman
 """
 
 from gemflow.cli import (  # noqa: F401  (each registers its commands)
+    batch,
     cache,
     clean,
     dag,

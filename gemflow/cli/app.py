@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,8 @@ from gemflow.errors import (
     WorkflowError,
 )
 
+DEFAULT_WORKFLOW = "gemflow.yaml"  # the workflow a command reads when none is named
+
 EPILOG = f"""\b
 Exit codes:
   {EXIT_OK}    every selected step is up to date or was built
@@ -32,10 +36,21 @@ class _Gemflow(click.Group):
     """Turns gemflow's errors into one-line messages and documented exit codes: no tracebacks."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        wants_json = "--json" in ctx.args  # read now: invoking the command consumes them
         try:
             return super().invoke(ctx)
-        except KeyboardInterrupt:
+        except click.UsageError as exc:
+            if wants_json:
+                from gemflow.report.jsonout import JsonReporter
+
+                JsonReporter().write(exc, EXIT_USAGE)
+            raise
+        except KeyboardInterrupt as exc:
             click.echo("interrupted: finished steps are cached; run again to continue", err=True)
+            if type(exc).__name__ == "Abandoned":  # requests in flight: do not wait for them
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(EXIT_INTERRUPTED)
             raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
         except WorkflowError as exc:
             for problem in exc.problems:

@@ -10,13 +10,13 @@ from typing import Any
 
 import click
 
-from gemflow.cli.app import EPILOG, cli
-from gemflow.errors import EXIT_OK, EXIT_STEP_FAILED
+from gemflow.cli.app import DEFAULT_WORKFLOW, EPILOG, cli
+from gemflow.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_STEP_FAILED, GemflowError, WorkflowError
+from gemflow.session import open_session
 
 
 @cli.command(epilog=EPILOG)
-@click.argument("workflow", type=click.Path(path_type=Path, dir_okay=False))
-@click.argument("targets", nargs=-1)
+@click.argument("names", nargs=-1, metavar="[WORKFLOW]... [TARGET]...")
 @click.option(
     "-n", "--dry-run", is_flag=True, help="Say what would run, why, and what it would cost."
 )
@@ -98,10 +98,37 @@ from gemflow.errors import EXIT_OK, EXIT_STEP_FAILED
     help="After a failure, go on with every step that does not need the failed one, or start "
     "no new step at all (running ones finish).",
 )
+@click.option(
+    "--batch",
+    is_flag=True,
+    help="Send the API steps' requests through the Batch API: half the price, answers within "
+    "hours (a day at most). Interrupting leaves the jobs running: run again to collect them.",
+)
+@click.option(
+    "--detach",
+    is_flag=True,
+    help="With --batch: submit the jobs, record them and exit; a later run collects the answers.",
+)
+@click.option(
+    "--batch-poll",
+    type=click.FloatRange(min=0.01),
+    default=30.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How often to ask how batch jobs are doing.",
+)
+@click.option(
+    "--batch-deadline",
+    type=click.FloatRange(min=0.01, max=47),
+    default=24.0,
+    show_default=True,
+    metavar="HOURS",
+    help="Cancel a batch job not done by then, and send its requests interactively.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="List cached steps too.")
+@click.option("-q", "--quiet", is_flag=True, help="Say only what failed, and warnings.")
 def run(
-    workflow: Path,
-    targets: tuple[str, ...],
+    names: tuple[str, ...],
     dry_run: bool,
     force: tuple[str, ...],
     force_all: bool,
@@ -117,22 +144,28 @@ def run(
     retries: int | None,
     rpm: float | None,
     keep_going: bool,
+    batch: bool,
+    detach: bool,
+    batch_poll: float,
+    batch_deadline: float,
     verbose: bool,
+    quiet: bool,
 ) -> None:
-    """Build WORKFLOW, or only TARGETS and the steps they need.
+    """Build each WORKFLOW (gemflow.yaml when none is named), or only TARGETs and the steps
+    they need. A TARGET may select matrix instances: 'step[key=value]'.
 
     Only steps whose inputs changed call the API; everything else comes from the cache.
     """
+    from gemflow.engine.batch import BatchSettings
     from gemflow.engine.runner import RunOptions
     from gemflow.report.jsonout import JsonReporter
     from gemflow.report.terminal import TerminalReporter
-    from gemflow.session import open_session
-    from gemflow.workflow.load import load_workflow
 
-    wf = load_workflow(workflow, allow_outside=allow_outside)
-    reporters: list[Any] = [TerminalReporter(verbose=verbose)]
-    if as_json:
-        reporters.append(JsonReporter())
+    paths, targets = _workflows_and_targets(names)
+    json_out = JsonReporter() if as_json else None
+    reporters: list[Any] = [TerminalReporter(verbose=verbose, quiet=quiet)]
+    if json_out is not None:
+        reporters.append(json_out)
     options = RunOptions(
         targets=targets,
         force=frozenset(force),
@@ -142,19 +175,63 @@ def run(
         jobs=jobs,
         dry_run=dry_run,
         fail_fast=not keep_going,
+        batch=BatchSettings(
+            poll_seconds=batch_poll, deadline_seconds=batch_deadline * 3600, detach=detach
+        )
+        if batch or detach
+        else None,
     )
-    with open_session(
-        wf.path,
-        emulator=emulator,
-        rewrite=emulator_rewrite,
-        base_url=base_url,
-        cache=cache_dir,
-        retries=retries,
-        rpm=rpm,
-    ) as session:
-        _sigterm_interrupts()
-        summary = session.run(wf, options, emit=reporters)
-    sys.exit(EXIT_OK if summary.ok else EXIT_STEP_FAILED)
+    try:
+        workflows = _load_all(paths, allow_outside)
+        ok = True
+        for wf in workflows:
+            with open_session(
+                wf.path,
+                emulator=emulator,
+                rewrite=emulator_rewrite,
+                base_url=base_url,
+                cache=cache_dir,
+                retries=retries,
+                rpm=rpm,
+            ) as session:
+                _sigterm_interrupts()
+                ok = session.run(wf, options, emit=reporters).ok and ok
+    except (GemflowError, KeyboardInterrupt) as exc:
+        if json_out is not None:
+            code = exc.exit_code if isinstance(exc, GemflowError) else EXIT_INTERRUPTED
+            json_out.write(exc, code)
+        raise
+    if json_out is not None:
+        json_out.write()
+    sys.exit(EXIT_OK if ok else EXIT_STEP_FAILED)
+
+
+def _workflows_and_targets(names: tuple[str, ...]) -> tuple[list[Path], tuple[str, ...]]:
+    """Workflow files (``*.yaml``/``*.yml``) first, targets after; gemflow.yaml by default."""
+    paths = [Path(n) for n in names if Path(n).suffix in (".yaml", ".yml")]
+    targets = tuple(n for n in names if Path(n).suffix not in (".yaml", ".yml"))
+    if not paths:
+        if not Path(DEFAULT_WORKFLOW).exists():
+            raise click.UsageError(f"name a workflow file: there is no {DEFAULT_WORKFLOW} here")
+        paths = [Path(DEFAULT_WORKFLOW)]
+    if targets and len(paths) > 1:
+        raise click.UsageError("targets go with one workflow: name one, or no targets")
+    return paths, targets
+
+
+def _load_all(paths: list[Path], allow_outside: bool) -> list[Any]:
+    """Every workflow, loaded; the problems of all of them at once."""
+    from gemflow.workflow.load import load_workflow
+
+    workflows, problems = [], []
+    for path in paths:
+        try:
+            workflows.append(load_workflow(path, allow_outside=allow_outside))
+        except WorkflowError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise WorkflowError(problems)
+    return workflows
 
 
 def _rewrite_modes(value: str | None) -> str | None:

@@ -7,10 +7,18 @@ from typing import Any
 
 import click
 
-from gemflow.cli.app import cache_dir_option, cli
+from gemflow.cli.app import DEFAULT_WORKFLOW, cache_dir_option, cli
 from gemflow.errors import Problem, WorkflowError
 
-DEFAULT_WORKFLOW = "gemflow.yaml"
+_emulator_option = click.option(
+    "--emulator", is_flag=True, help="The takes made on the emulator (its own lock file)."
+)
+
+
+def _lock(wf: Any, emulator: bool) -> Any:
+    from gemflow.engine.outputs import EMULATED, load_lock
+
+    return load_lock(wf, EMULATED if emulator else None)
 
 
 def _workflow_and_step(args: tuple[str, ...], usage: str) -> tuple[Path, str]:
@@ -41,19 +49,19 @@ def _instances(wf: Any, step: str) -> list[str]:
 @cli.command()
 @click.argument("args", nargs=-1, required=True, metavar="[WORKFLOW] STEP")
 @cache_dir_option
-def history(args: tuple[str, ...], cache_dir: Path | None) -> None:
+@_emulator_option
+def history(args: tuple[str, ...], cache_dir: Path | None, emulator: bool) -> None:
     """List the takes kept for STEP: its variants' re-rolls and what --force replaced.
 
     STEP may be a matrix step (all its instances) or step[key=value,...].
     """
     from gemflow.cache.local import Store, default_cache_dir
-    from gemflow.cache.lockfile import LockFile
     from gemflow.engine.takes import entry_for, takes
     from gemflow.workflow.load import load_workflow
 
     path, step = _workflow_and_step(args, "gemflow history [WORKFLOW] STEP")
     wf = load_workflow(path)
-    lock = LockFile.load(wf.lock_path)
+    lock = _lock(wf, emulator)
     with Store(cache_dir or default_cache_dir(wf.path)) as store:
         for name in _instances(wf, step):
             found = takes(entry_for(lock, name), store)
@@ -71,13 +79,13 @@ def history(args: tuple[str, ...], cache_dir: Path | None) -> None:
 @cli.command()
 @click.argument("args", nargs=-1, required=True, metavar="[WORKFLOW] STEP N")
 @cache_dir_option
-def pick(args: tuple[str, ...], cache_dir: Path | None) -> None:
+@_emulator_option
+def pick(args: tuple[str, ...], cache_dir: Path | None, emulator: bool) -> None:
     """Make take N of STEP its output (see gemflow history); no API call.
 
     The lock file records the choice: the next run keeps it and remakes what uses it.
     """
     from gemflow.cache.local import Store, default_cache_dir
-    from gemflow.cache.lockfile import LockFile
     from gemflow.engine.takes import pick as pick_take
     from gemflow.workflow.load import load_workflow
 
@@ -88,7 +96,7 @@ def pick(args: tuple[str, ...], cache_dir: Path | None) -> None:
     names = _instances(wf, step)
     if len(names) > 1:
         raise click.UsageError(f"'{step}' names {len(names)} instances: pick one of them")
-    lock = LockFile.load(wf.lock_path)
+    lock = _lock(wf, emulator)
     with Store(cache_dir or default_cache_dir(wf.path)) as store:
         take = pick_take(wf, lock, store, names[0], int(args[-1]))
     output = wf.steps[names[0]].output_rel

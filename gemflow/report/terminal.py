@@ -6,7 +6,9 @@ and rich is not even imported (it is a noticeable share of a no-op run's time).
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from gemflow.engine.events import (
@@ -28,6 +30,7 @@ _STYLE = {
     Status.RUN: "green",
     Status.BLOCKED: "yellow",
     Status.FAILED: "bold red",
+    Status.PENDING: "magenta",
 }
 
 
@@ -69,12 +72,14 @@ class _Rich:
 
 
 class TerminalReporter:
-    def __init__(self, console: Any = None, *, verbose: bool = False) -> None:
-        """``console``: a rich Console to write to; by default rich on a terminal, else plain."""
+    def __init__(self, console: Any = None, *, verbose: bool = False, quiet: bool = False) -> None:
+        """``console``: a rich Console to write to; by default rich on a terminal, else plain.
+        ``quiet``: failures and warnings only."""
         self.out: _Plain | _Rich = (
-            _Rich(console) if console is not None or sys.stderr.isatty() else _Plain()
+            _Rich(console) if console is not None or _styled_terminal() else _Plain()
         )
         self.verbose = verbose
+        self.quiet = quiet
         self.dry_run = False
         self.emulated = False  # the emulator bills nothing: costs are what Google would charge
         self.total = 0
@@ -83,7 +88,9 @@ class TerminalReporter:
         self.spinner: Any = None  # a rich Status, on a terminal only
 
     def __call__(self, event: Event) -> None:
-        if isinstance(event, RunStarted):
+        if self.quiet:
+            self.quietly(event)
+        elif isinstance(event, RunStarted):
             self.started(event)
         elif isinstance(event, StepStarted):
             self.running[event.id] = event
@@ -96,6 +103,19 @@ class TerminalReporter:
         elif isinstance(event, RunFinished):
             self.stop_spinner()
             self.summarise(event.summary)
+
+    def quietly(self, event: Event) -> None:
+        """Only what needs the user: warnings, and each failure."""
+        out = self.out
+        if isinstance(event, Notice) and event.level == "warning":
+            out.print(f"{out.style('warning:', 'yellow')} {out.escape(event.message)}")
+        elif isinstance(event, StepFinished) and event.report.status is Status.FAILED:
+            self.failure(event.report)
+
+    def failure(self, report: StepReport) -> None:
+        out = self.out
+        head = out.style("failed:", "bold red")
+        out.print(f"{head} {out.escape(report.id)}: {out.escape(report.error or '')}")
 
     def started(self, event: RunStarted) -> None:
         self.dry_run, self.total = event.dry_run, len(event.steps)
@@ -180,11 +200,36 @@ class TerminalReporter:
         if summary.interrupted:
             parts.append(self.out.style("interrupted", "red"))
         self.out.print(" · ".join(parts))
-        failures = [s for s in summary.steps if s.status is Status.FAILED]
-        for report in failures:
-            out = self.out
-            head = out.style("failed:", "bold red")
-            out.print(f"{head} {out.escape(report.id)}: {out.escape(report.error or '')}")
+        if not self.dry_run and (where := _outputs(summary)):
+            self.out.print(where)
+        for report in summary.steps:
+            if report.status is Status.FAILED:
+                self.failure(report)
+
+
+def _outputs(summary: RunSummary) -> str | None:
+    """Where the run's outputs are: ``5 outputs in workflows/out/``."""
+    made = [
+        s.output for s in summary.steps if s.status in (Status.CACHED, Status.RESTORE, Status.RUN)
+    ]
+    if not made:
+        return None
+    root = Path(summary.workflow).parent
+    folder = Path(os.path.commonpath([str(root / output) for output in made]))
+    if (root / made[0]) == folder:  # one output: its folder
+        folder = folder.parent
+    try:
+        shown = folder.relative_to(Path.cwd())
+    except ValueError:
+        shown = folder
+    text = "." if str(shown) == "." else f"{shown.as_posix()}/"
+    return f"{len(made)} output{'s' * (len(made) != 1)} in {text}"
+
+
+def _styled_terminal() -> bool:
+    """Styles only on a terminal, and not when NO_COLOR is set (https://no-color.org: any
+    non-empty value); rich itself drops colours for NO_COLOR but still writes bold."""
+    return sys.stderr.isatty() and not os.environ.get("NO_COLOR")
 
 
 def _result_text(result: dict) -> str:

@@ -57,6 +57,13 @@ class Workflow:
     warnings: tuple[Problem, ...] = field(default=())
 
     @functools.cached_property
+    def graph(self) -> Any:
+        """The steps as a networkx ``DiGraph``: an edge from each input step to the step using it."""
+        from gemflow.engine.graph import to_networkx
+
+        return to_networkx(self)
+
+    @functools.cached_property
     def groups(self) -> dict[str, tuple[str, ...]]:
         """Each step id in the file -> the names of its instances, in order."""
         found: dict[str, list[str]] = {}

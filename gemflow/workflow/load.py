@@ -121,6 +121,7 @@ class _Loader:
     # -- top level ------------------------------------------------------------------------------
 
     def load(self) -> Workflow:
+        self.check_lock_path()
         doc = self.parse()
         if not isinstance(doc, LineDict):
             self.problem(
@@ -148,6 +149,26 @@ class _Loader:
         if self.problems:
             raise self.fail()
         return Workflow(path=self.path, steps=steps, warnings=tuple(self.warnings))
+
+    def check_lock_path(self) -> None:
+        """The lock file goes beside the workflow as ``<name>.lock``: it must not be the workflow
+        itself, nor the lock of a sibling (``a.yaml`` and ``a.yml`` would share ``a.lock``)."""
+        lock = self.path.with_suffix(".lock")
+        if lock == self.path:
+            self.problem(
+                None,
+                "a workflow file named *.lock would be overwritten by its own lock "
+                "file: name it .yaml",
+            )
+            raise self.fail()
+        for suffix in (".yaml", ".yml"):
+            twin = self.path.with_suffix(suffix)
+            if twin != self.path and twin.exists():
+                self.problem(
+                    None,
+                    f"{self.path.name} and {twin.name} would share {lock.name}: rename one of them",
+                )
+                raise self.fail()
 
     def parse(self) -> Any:
         text = self.read_text()
