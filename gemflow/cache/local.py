@@ -167,6 +167,21 @@ class Store:
         """Every stored result's key: step results (``sha256:…``) and single calls (``call/…``)."""
         return [k[len("meta:") :] for k in self._cache.iterkeys() if k.startswith("meta:")]
 
+    def size(self, key: str) -> int:
+        """Bytes stored for ``key``: its output and attachments (read from disk only as needed)."""
+        meta = self.meta(key)
+        if meta is None:
+            return 0
+        total = int(meta.get("size") or 0)
+        for name in meta.get("attachments") or {}:
+            value = self._cache.get(f"blob:{key}:{name}", read=True)
+            if isinstance(value, bytes):
+                total += len(value)
+            elif value is not None:  # a file-backed value: its size without reading it
+                with value as handle:
+                    total += os.fstat(handle.fileno()).st_size
+        return total
+
     def info(self) -> dict[str, Any]:
         keys = self.keys()
         calls = sum(k.startswith("call/") for k in keys)

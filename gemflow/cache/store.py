@@ -16,6 +16,7 @@ optional). A new store is one module with one class and one line in ``STORES``.
 
 from __future__ import annotations
 
+import datetime
 import importlib
 import os
 from collections.abc import Callable
@@ -89,9 +90,10 @@ def open_store(location: str | os.PathLike[str]) -> ResultStore:
 
 
 def stored_meta(meta: dict[str, Any], data: bytes, attachments: dict[str, bytes]) -> dict[str, Any]:
-    """What a store records with a result: the caller's metadata, the output's digest and size, and
-    the digest of each attachment (what ``files`` verifies)."""
-    recorded = {**meta, "digest": digest(data), "size": len(data)}
+    """What a store records with a result: the caller's metadata, the output's digest and size,
+    the digest of each attachment (what ``files`` verifies), and when it was first stored (UTC;
+    kept when an entry is stored again, as a take moved back)."""
+    recorded = {"stored_at": _now(), **meta, "digest": digest(data), "size": len(data)}
     if attachments:
         recorded["attachments"] = {name: digest(blob) for name, blob in attachments.items()}
     return recorded
@@ -101,3 +103,7 @@ def blob(store: ResultStore, key: str) -> bytes | None:
     """The output bytes of ``key`` alone, verified."""
     found = store.files(key)
     return None if found is None else found[0]
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")

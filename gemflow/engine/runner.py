@@ -353,7 +353,7 @@ class Runner:
         ctx = RunContext(
             self.connection,
             settings=SendSettings.of(step.params),
-            calls=StoreCallCache(self.store, self.service, refresh=forced),
+            calls=StoreCallCache(self.store, self.service, refresh=forced, step=key),
             notify=lambda message: self.emit(Notice(f"{step.id}: {message}", level="info")),
             cancelled=self._abandoned.is_set,
         )

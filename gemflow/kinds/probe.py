@@ -55,7 +55,7 @@ class Probe(ApiKind):
         "reader": Field(
             "str", doc="a text model id (default: [readers] in models.toml) or tesseract"
         ),
-        "description": Field("str", in_key=False),
+        "description": Field("str", in_key=False, doc="a note for people; not in the key"),
         **SEND_FIELDS,
     }
 
