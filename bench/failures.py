@@ -119,7 +119,11 @@ def double_interrupt(
         _, stderr = proc.communicate(timeout=120)
         seconds = time.monotonic() - started
         answered = emulator.api_calls()
-        lock = json.loads((folder / "bench.lock").read_text()) if (folder / "bench.lock").exists() else {}
+        lock = (
+            json.loads((folder / "bench.lock").read_text())
+            if (folder / "bench.lock").exists()
+            else {}
+        )
         kept = len(lock.get("steps", {}))
         rerun = run(gemflow, workflow, emulator.url, env, "--jobs", str(args.jobs))
         paid_again = emulator.api_calls() - answered - (args.steps - answered)

@@ -8,7 +8,6 @@ the work itself (API calls, a Pillow operation) goes to the executor. The runner
 from __future__ import annotations
 
 import contextlib
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -751,12 +750,10 @@ class Runner:
                 self._save_lock()
             if self.memo.changed:
                 self.store.save_memo(self.memo.entries)
-        except (OSError, sqlite3.Error) as exc:
-            if not is_no_space(exc):
+        except (DiskFull, OSError) as exc:
+            if not isinstance(exc, DiskFull) and not is_no_space(exc):
                 raise
-            self.emit(
-                Notice(f"the disk is full: the lock file or the memo was not updated ({exc})")
-            )
+            self.emit(Notice(f"the lock file or the memo was not updated: {exc}"))
         self.emit(RunFinished(self.summary))
 
 
