@@ -249,7 +249,8 @@ class BatchExecutor:
         if record is not None and record.job is not None:
             job = batches.get(record.job)
             self.notify(f"batch job {job.name} resumed ({len(by_key)} requests)")
-        elif record is not None and (job := batches.find(name)) is not None:
+        elif record is not None and (found := batches.find(name)) is not None:
+            job = batches.get(found.name)  # a listed job carries no output: ask for all of it
             self.notify(f"batch job {job.name} adopted ({len(by_key)} requests)")
         if job is None:
             record = Record(name, model, sorted(by_key))
