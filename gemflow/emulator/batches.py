@@ -126,11 +126,9 @@ class Batches:
                 "batch.input_config",
             )
         display_name = first(batch, "displayName", "display_name")
-        number = next(self._numbers)
-        job_id = secrets.token_hex(12)
         job = _Job(
-            number=number,
-            name=f"batches/{job_id}",
+            number=0,
+            name=f"batches/{secrets.token_hex(12)}",
             display_name=None if display_name is None else str(display_name),
             info=info,
             fault=None,
@@ -146,18 +144,20 @@ class Batches:
         else:
             stored = self.files.get(str(file_name))
             job.input_file = stored.name
-            job.input = stored.path.open("rb")
-            job.item_count = sum(1 for line in job.input if line.strip())
-            job.input.seek(0)
-        job.fault = self.faults.job_fault()
-        thread = threading.Thread(
-            target=self._run, args=(job,), name=f"gemflow-batch-{job_id}", daemon=True
-        )
+            with stored.path.open("rb") as counting:
+                job.item_count = sum(1 for line in counting if line.strip())
+        thread = threading.Thread(target=self._run, args=(job,), name=f"gemflow-{job.name}")
+        thread.daemon = True
         with self._lock:
             if self._stopped:
                 raise ApiFailure(503, "The emulator is stopping.")
+            # Numbered (item faults are seeded by it) and given its fault only once accepted.
+            job.number = next(self._numbers)
+            job.fault = self.faults.job_fault()
+            if job.input_file is not None:
+                job.input = self.files.get(job.input_file).path.open("rb")
             self._jobs[job.name] = job
-            self._threads.append(thread)
+            self._threads = [t for t in self._threads if t.is_alive()] + [thread]
             reply = self._operation(job, with_output=True)
         thread.start()
         return reply
