@@ -232,7 +232,10 @@ def _view(
         prompt_now=word_diff(prompt, now) if prompt and now and prompt != now else None,
         system=_text(recorded.get("system")),
         params={k: v for k, v in recorded.items() if k not in _OWN_LINES},
-        service=service_words(recorded.get("service")) if step.uses_api else None,
+        # who made the result; for a step with none yet, who this run asked (or would ask)
+        service=service_words(recorded.get("service") if entry else summary.service)
+        if step.uses_api
+        else None,
         cost=cost(step, report, entry, dry_run=summary.dry_run),
         texts=[t for t in meta.get("texts") or [] if isinstance(t, str) and t.strip()],
         inputs=_inputs(step, anchors, folder),

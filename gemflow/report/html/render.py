@@ -133,7 +133,8 @@ class _Body:
             f"<span>{escape(words)}</span>"
             for words in (
                 "click a step to go to its card",
-                "blue: runs / ran",
+                "green-grey: up to date",
+                "blue: would run / ran",
                 "red: failed",
                 "amber dashes: blocked",
                 "grey dashes: input files",
@@ -255,11 +256,10 @@ class _Body:
             body.append(f'<p class="error">{escape(view.error)}</p>')
         if description := view.step.params.get("description"):
             body.append(f'<p class="desc">{escape(str(description))}</p>')
-        if view.probe is not None:
+        if view.probe is not None:  # the verdict first: what the step is for
             body.append(self.probe(view))
-        if view.prompt:
-            title = "prompt under test" if view.step.kind.name == "probe" else "prompt"
-            body.append(_prompt(view.prompt, title))
+        elif view.prompt:
+            body.append(_prompt(view.prompt, "prompt"))
         if view.prompt_now:
             body.append(_changed_prompt(view.prompt_now))
         if view.system:
@@ -287,6 +287,8 @@ class _Body:
         ]
         if probe.hidden_text:
             parts.append(_prompt(probe.hidden_text, "text the service put ahead of the prompt"))
+        if view.prompt:
+            parts.append(_prompt(view.prompt, "prompt under test"))
         if probe.sheet is not None:
             parts.append('<div class="block-title">evidence sheet (click for full size)</div>')
             parts.append(f'<div class="sheet">{self.picture(probe.sheet)}</div>')

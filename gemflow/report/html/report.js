@@ -122,6 +122,7 @@
         open: !box.hidden, href: link.getAttribute("href"), naturalWidth: big.naturalWidth,
         width: rect.width, height: rect.height,
         fits: rect.width <= window.innerWidth + 0.5 && rect.height <= window.innerHeight + 0.5,
+        message: missing.hidden ? null : missing.textContent,
       };
       close();
     }
