@@ -374,3 +374,12 @@ def test_lineage_places_a_step_after_its_inputs_even_when_written_before_them() 
 def test_lineage_escapes_names() -> None:
     drawn = svg([Node("f:x", "<evil>", None, "file", "<evil>")], [])
     assert "<evil>" not in drawn and "&lt;evil&gt;" in drawn
+
+
+def test_cache_info_counts_the_thumbnails_apart_from_results(built: Project) -> None:
+    with Store(built.root / "cache") as store:
+        keys = store.keys()
+    thumbs = sum(k.startswith("thumb/") for k in keys)
+    results = sum(k.startswith(("sha256:", "refusal/")) for k in keys)
+    out = built.cli("cache", "info").stdout
+    assert f"{results} step results, 0 single calls, {thumbs} thumbnails" in out
