@@ -3,6 +3,7 @@ built from the run's summary, the lock file and the store; what each part shows,
 
 from __future__ import annotations
 
+import base64
 import shutil
 import subprocess
 import textwrap
@@ -383,3 +384,22 @@ def test_cache_info_counts_the_thumbnails_apart_from_results(built: Project) -> 
     results = sum(k.startswith(("sha256:", "refusal/")) for k in keys)
     out = built.cli("cache", "info").stdout
     assert f"{results} step results, 0 single calls, {thumbs} thumbnails" in out
+
+
+def test_a_detailed_picture_gets_a_lower_quality_to_fit_its_byte_budget(tmp_path: Path) -> None:
+    from PIL import Image, ImageFilter
+
+    from gemflow.cache.memory import MemoryStore
+    from gemflow.imaging.operations import encode
+    from gemflow.report.html.thumbs import CARD_BYTES, QUALITIES, Source, make_thumbs
+
+    noise = Image.effect_noise((320, 320), 50).filter(ImageFilter.GaussianBlur(0.75))
+    picture = Image.merge(
+        "RGB", (noise, noise.rotate(90), noise.transpose(Image.Transpose.ROTATE_180))
+    )
+    assert len(encode(picture, "webp", quality=QUALITIES[0])) > CARD_BYTES  # it needs to
+    path = tmp_path / "detailed.png"
+    picture.save(path)
+    [thumb] = make_thumbs([Source("", path)], MemoryStore()).values()
+    webp = base64.b64decode(thumb.uri.removeprefix("data:image/webp;base64,"))
+    assert len(webp) <= CARD_BYTES

@@ -23,8 +23,12 @@ from gemflow.errors import GemflowError
 
 CARD_PX = 320  # the long side of a card's picture
 SHEET_PX = 960  # a probe's evidence sheet: its captions should be legible without a click
-QUALITY = 72
-THUMB_RECIPE = {"thumb": 1, "format": "webp", "quality": QUALITY}
+# WebP qualities tried in turn until the thumbnail fits its byte budget: a card's at most 18 KB
+# (24 KB as a data URI), so 100 pictures stay well under 3 MB even when they are detailed
+# photographs; a flat picture gets the first quality.
+QUALITIES = (72, 55, 40, 25)
+CARD_BYTES = 18_000
+THUMB_RECIPE = {"thumb": 1, "format": "webp", "qualities": list(QUALITIES), "bytes": CARD_BYTES}
 
 
 @dataclass(frozen=True)
@@ -99,7 +103,11 @@ def _make(source: Source, store: ResultStore) -> Thumb | None:
     except GemflowError:
         return None
     image.thumbnail((source.px, source.px))
-    webp = encode(image, "webp", quality=QUALITY)
+    budget = CARD_BYTES * (source.px / CARD_PX) ** 2
+    for quality in QUALITIES:
+        webp = encode(image, "webp", quality=quality)
+        if len(webp) <= budget:
+            break
     meta = {
         "kind": "thumbnail",
         "recipe": {**THUMB_RECIPE, "px": source.px},
