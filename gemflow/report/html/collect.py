@@ -35,6 +35,7 @@ from gemflow.workflow import Step, Workflow
 # captions are what its inputs' names say).
 _OWN_LINES = ("prompt", "system", "model", "service", "sample", "reroll", "captions")
 MADE_FOR = "made for"
+SEVERITY = ("failed", "blocked", "pending", "run", "restore", "cached")  # the worst first
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,6 @@ class StepView:
     picture: Picture | None = None
     before: Picture | None = None  # an edit's first input
     probe: ProbeView | None = None
-    result: dict[str, Any] | None = None  # the kind's own summary (a probe's verdict)
 
     @property
     def model(self) -> str | None:
@@ -167,7 +167,7 @@ def collect(
         _group(group, anchors.get(group) or anchors[names[0]], [views[n] for n in names])
         for group, names in workflow.groups.items()
     ]
-    nodes, edges = _graph(workflow, groups, folder)
+    nodes, edges = _graph(workflow, groups)
     return Page(
         workflow=workflow,
         dry_run=summary.dry_run,
@@ -178,7 +178,7 @@ def collect(
         groups=groups,
         nodes=nodes,
         edges=edges,
-        totals=_totals(summary, views.values()),
+        totals=_totals(summary, list(views.values())),
         since=since,
         anchors=anchors,
     )
@@ -240,7 +240,6 @@ def _view(
         texts=[t for t in meta.get("texts") or [] if isinstance(t, str) and t.strip()],
         inputs=_inputs(step, anchors, folder),
         output_href=_href(step.output, folder) if step.output.is_file() else None,
-        result=(report.result if report else None) or meta.get("summary"),
     )
 
 
@@ -282,17 +281,14 @@ def _sources(
             path = step.output.parent / sheet
             found["sheet"] = Source(entry.attachments[sheet], path, entry.key, sheet, SHEET_PX)
     if step.kind.name == "edit" and step.refs and entry.inputs:
-        ref, used = step.refs[0], str(entry.inputs[0].get("digest", ""))
-        if ref.step is not None:
+        ref = step.refs[0]
+        if ref.step is not None:  # its picture now: the one the edit used, unless made again since
             upstream = lock.entries.get(ref.step)
             output = workflow.steps[ref.step].output
-            key = upstream.key if upstream is not None else None
-            if upstream is not None and upstream.digest == used:
-                found["before"] = Source(used, output, key)
-            else:  # made again since: show what it is now, which the next run edits
-                found["before"] = Source(upstream.digest if upstream else "", output, key)
+            if upstream is not None:
+                found["before"] = Source(upstream.digest, output, upstream.key)
         elif ref.path is not None:
-            found["before"] = Source(used, ref.path)
+            found["before"] = Source(str(entry.inputs[0].get("digest", "")), ref.path)
     return found
 
 
@@ -414,9 +410,7 @@ def _group(group: str, anchor: str, views: list[StepView]) -> GroupView:
     return found
 
 
-def _graph(
-    workflow: Workflow, groups: list[GroupView], folder: Path
-) -> tuple[list[Node], list[tuple[str, str]]]:
+def _graph(workflow: Workflow, groups: list[GroupView]) -> tuple[list[Node], list[tuple[str, str]]]:
     """Nodes for input files and for steps as written; edges between them."""
     files: dict[str, Node] = {}
     nodes: list[Node] = []
@@ -424,7 +418,7 @@ def _graph(
     for group in groups:
         count = len(group.instances)
         states = Counter(str(v.status) for v in group.instances if v.status is not None)
-        css = _worst(states)
+        css = next((s for s in SEVERITY if states.get(s)), "none")
         what = f"{group.kind} step" + (f", {count} instances" if count > 1 else "")
         label = group.id + (f" ×{count}" if count > 1 else "")
         nodes.append(Node(f"s:{group.id}", label, f"#{group.anchor}", css, f"{group.id}: {what}"))
@@ -439,15 +433,7 @@ def _graph(
     return [*files.values(), *nodes], edges
 
 
-_SEVERITY = ("failed", "blocked", "pending", "run", "restore", "cached")
-
-
-def _worst(states: Counter[str]) -> str:
-    return next((s for s in _SEVERITY if states.get(s)), "none")
-
-
-def _totals(summary: RunSummary, views: Any) -> Totals:
-    views = list(views)
+def _totals(summary: RunSummary, views: list[StepView]) -> Totals:
     money: dict[str, float] = {SPENT: 0.0, SAVED: 0.0, TO_RUN: 0.0}
     estimated: set[str] = set()
     made_for = 0.0

@@ -18,12 +18,20 @@ from importlib import metadata, resources
 from string import Template
 from typing import Any
 
-from gemflow.report.html.collect import MADE_FOR, GroupView, InputLink, Page, Picture, StepView
+from gemflow.engine.events import Status
+from gemflow.report.html.collect import (
+    MADE_FOR,
+    SEVERITY,
+    GroupView,
+    InputLink,
+    Page,
+    Picture,
+    StepView,
+    status_words,
+)
 from gemflow.report.html.lineage import svg
 from gemflow.report.html.money import SAVED, SPENT, TO_RUN
 from gemflow.report.html.since import Segment, Since
-
-_STATUS_ORDER = ("failed", "blocked", "pending", "run", "restore", "cached")
 
 
 @cache
@@ -91,10 +99,12 @@ class _Body:
             f" · lock file {escape(page.lock_name)}"
         )
         figures = [_figure(str(totals.steps), "steps" if totals.steps != 1 else "step")]
-        for status in _STATUS_ORDER:
+        for status in SEVERITY:
             count = totals.counts.get(status)
             if count:
-                figures.append(_figure(str(count), _status_label(status, page.dry_run), status))
+                figures.append(
+                    _figure(str(count), status_words(Status(status), page.dry_run), status)
+                )
         calls = "API calls this run" if not page.dry_run else "API calls a run would make"
         figures.append(_figure(f"{totals.api_calls:,}", calls))
         money = [
@@ -190,9 +200,9 @@ class _Body:
             return self.card(group.instances[0])
         counts = Counter(str(v.status) for v in group.instances if v.status is not None)
         badges = "".join(
-            f'<span class="badge {s}">{counts[s]} {escape(_status_label(s, self.page.dry_run))}'
+            f'<span class="badge {s}">{counts[s]} {escape(status_words(Status(s), self.page.dry_run))}'
             "</span>"
-            for s in _STATUS_ORDER
+            for s in SEVERITY
             if counts.get(s)
         )
         first = group.instances[0]
@@ -214,7 +224,7 @@ class _Body:
             title = f'<h4 class="row-title">{escape(heading)}</h4>' if heading else ""
             cells = "".join(self.cell(view, group) for view in views)
             rows.append(f'{title}<div class="grid">{cells}</div>')
-        worst = next((s for s in _STATUS_ORDER if counts.get(s)), "none")
+        worst = next((s for s in SEVERITY if counts.get(s)), "none")
         return (
             f'<section class="group status-{worst}" id="{escape(group.anchor)}">'
             f'<div class="intro">{"".join(intro)}</div>{"".join(rows)}</section>'
@@ -391,14 +401,6 @@ class _Body:
 
 def _figure(value: str, words: str, css: str = "") -> str:
     return f'<div class="figure {css}"><b>{escape(value)}</b><span>{escape(words)}</span></div>'
-
-
-def _status_label(status: str, dry_run: bool) -> str:
-    if status == "run":
-        return "would run" if dry_run else "ran"
-    if status == "restore":
-        return "would restore" if dry_run else "restored"
-    return "up to date" if status == "cached" else status
 
 
 def _badge(view: StepView) -> str:
