@@ -4,6 +4,7 @@ built from the run's summary, the lock file and the store; what each part shows,
 from __future__ import annotations
 
 import base64
+import json
 import shutil
 import subprocess
 import textwrap
@@ -106,6 +107,7 @@ def test_every_step_has_a_card_that_says_what_it_is(built: Project) -> None:
     assert 'href="#step-a">a</a>' in text  # b's input links to a's card
     assert 'href="#group-many">many</a> (4 instances)' in text  # the grid's inputs: one link
     assert "refused as expected (IMAGE_SAFETY)" in text
+    assert "I can&#x27;t create that image" in text  # what the model said instead, from the store
     assert "Here is your image." in text  # the model's reply, from the store
     assert "gemini-3.1-flash-image" in text and "tokens" in text
 
@@ -403,3 +405,31 @@ def test_a_detailed_picture_gets_a_lower_quality_to_fit_its_byte_budget(tmp_path
     [thumb] = make_thumbs([Source("", path)], MemoryStore()).values()
     webp = base64.b64decode(thumb.uri.removeprefix("data:image/webp;base64,"))
     assert len(webp) <= CARD_BYTES
+
+
+def test_run_json_stays_one_document_on_stdout_with_report(built: Project) -> None:
+    result = built.run("--json", "--report")
+    assert json.loads(result.stdout)["ok"]
+    assert "report: " in result.stderr
+
+
+def test_report_path_with_several_workflows_is_refused_before_anything_runs(
+    built: Project,
+) -> None:
+    other = built.root / "other.yaml"
+    other.write_text(
+        "version: 1\nsteps:\n  x: {kind: generate, prompt: A fig., model: nano-banana}\n"
+    )
+    sent = len(built.calls())
+    result = built.cli(
+        "run",
+        str(built.workflow),
+        str(other),
+        "--base-url",
+        built.emulator.url,
+        "--report",
+        "r.html",
+        expect=2,
+    )
+    assert "--report PATH goes with one workflow" in result.output
+    assert len(built.calls()) == sent

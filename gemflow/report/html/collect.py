@@ -23,6 +23,7 @@ from gemflow.captions import SEPARATOR, captions
 from gemflow.engine.events import RunSummary, Status, StepReport
 from gemflow.engine.outputs import is_emulated
 from gemflow.engine.reasons import describe
+from gemflow.engine.refusals import PREFIX as REFUSAL
 from gemflow.kinds.base import IMAGE_FORMATS
 from gemflow.report.html.lineage import Node
 from gemflow.report.html.money import SAVED, SPENT, TO_RUN, Cost, cost, price
@@ -219,6 +220,10 @@ def _view(
     prompt = _text(recorded.get("prompt"))
     now = _text(recipe.get("prompt"))
     meta = (store.meta(entry.key) or {}) if entry is not None else {}
+    texts = meta.get("texts") or []
+    if entry is not None and entry.refused:  # what the model said instead of drawing
+        refusal = (store.meta(REFUSAL + entry.key) or {}).get("refusal") or {}
+        texts = [refusal.get("text")]
     return StepView(
         step=step,
         anchor=anchors[step.id],
@@ -237,7 +242,7 @@ def _view(
         if step.uses_api
         else None,
         cost=cost(step, report, entry, dry_run=summary.dry_run),
-        texts=[t for t in meta.get("texts") or [] if isinstance(t, str) and t.strip()],
+        texts=[t for t in texts if isinstance(t, str) and t.strip()],
         inputs=_inputs(step, anchors, folder),
         output_href=_href(step.output, folder) if step.output.is_file() else None,
     )
