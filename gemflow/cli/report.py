@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
 from gemflow.cli.app import DEFAULT_WORKFLOW, cache_dir_option, cli
+
+if TYPE_CHECKING:
+    from gemflow.cache.store import ResultStore
+    from gemflow.engine.events import RunSummary
+    from gemflow.workflow import Workflow
 
 REPORT_SUFFIXES = (".html", ".htm")
 
@@ -67,7 +72,7 @@ def report(
     wf = load_workflow(workflow, allow_outside=allow_outside)
     directory = cache_dir or default_cache_dir(wf.path)
     note = None
-    store: Any
+    store: ResultStore
     if (directory / "cache.db").is_file():
         store = Store(directory)
     else:  # a fresh clone: say what the lock file and the files say; leave no cache behind
@@ -95,7 +100,7 @@ def check_run_option(value: str | None, workflows: int) -> None:
     _check_suffix(Path(value) if value else None, "--report")
 
 
-def after_run(workflow: Any, store: Any, summary: Any, value: str) -> None:
+def after_run(workflow: Workflow, store: ResultStore, summary: RunSummary, value: str) -> None:
     """The report of the run just made: at ``value``, or beside the workflow when it is ""."""
     from gemflow.report.html import write_report
 
