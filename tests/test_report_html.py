@@ -109,7 +109,7 @@ def test_every_step_has_a_card_that_says_what_it_is(built: Project) -> None:
     assert "refused as expected (IMAGE_SAFETY)" in text
     assert "I can&#x27;t create that image" in text  # what the model said instead, from the store
     assert "Here is your image." in text  # the model's reply, from the store
-    assert "gemini-3.1-flash-image" in text and "tokens" in text
+    assert "<dt>version</dt><dd>gemini-3.1-flash-image</dd>" in text and "<dt>tokens</dt>" in text
 
 
 def test_a_matrix_step_is_a_grid_with_rows_captioned_with_what_differs(built: Project) -> None:

@@ -349,9 +349,9 @@ class _Body:
         rows: list[tuple[str, str]] = []
         entry = view.entry
         if view.model:
-            version = entry.model_version if entry else None
-            said = f" (answered as {version})" if version and version != view.model else ""
-            rows.append(("model", escape(view.model + said)))
+            rows.append(("model", escape(view.model)))
+        if entry is not None and entry.model_version:
+            rows.append(("version", escape(entry.model_version)))  # as the API answered
         if view.service:
             rows.append(("made by", escape(view.service)))
         if entry is not None and entry.tokens:
