@@ -61,14 +61,25 @@ class Answerer:
         self._takes = Takes()
 
     def answer(
-        self, info: ModelInfo, request: GenerateRequest, record: dict[str, Any], *, text_only: bool
+        self,
+        info: ModelInfo,
+        request: GenerateRequest,
+        record: dict[str, Any],
+        *,
+        text_only: bool,
+        batch: bool = False,
     ) -> dict[str, Any]:
-        """The generate answer body. Raises ApiFailure for HTTP faults, Dropped when stopped."""
-        if self.faults.latency and self.stopping.wait(self.faults.latency):
+        """The generate answer body. Raises ApiFailure for HTTP faults, Dropped when stopped.
+
+        A ``batch`` item is answered like an interactive request (same picture, same takes), but
+        only a marker in its prompt gives it a fault, and neither latency nor ``hang`` delay it:
+        a batch job has timings and faults of its own (``batch_faults.py``).
+        """
+        if not batch and self.faults.latency and self.stopping.wait(self.faults.latency):
             raise Dropped
-        fault = self._fault(request, record)
+        fault = self._fault(request, record, markers_only=batch)
         if fault == "hang":
-            if self.stopping.wait(HANG_SECONDS):
+            if not batch and self.stopping.wait(HANG_SECONDS):
                 raise Dropped
             fault = None
         if fault in HTTP_FAULTS:
@@ -79,9 +90,11 @@ class Answerer:
             return self._text_answer(info, request)
         return self._image_answer(info, request)
 
-    def _fault(self, request: GenerateRequest, record: dict[str, Any]) -> str | None:
+    def _fault(
+        self, request: GenerateRequest, record: dict[str, Any], *, markers_only: bool
+    ) -> str | None:
         try:
-            choice = self.faults.choose(request.prompt)
+            choice = self.faults.choose(request.prompt, markers_only=markers_only)
         except ValueError as exc:
             raise bad_request(f"Unknown emulator fault marker: {exc}", "contents") from None
         if choice is None:

@@ -161,10 +161,16 @@ class BatchExecutor:
         try:
             live = [p for p in batch if self._start(p)]
             while live and not self._stop.is_set():
-                asked = [(p, i) for p in live for i in self._unanswered(p)]
+                self._more: list[_Pending] = []  # those that ask for more calls
+                asked = []
+                for p in live:
+                    missing = self._unanswered(p)
+                    asked += [(p, i) for i in missing]
+                    if not missing:
+                        self._complete(p)
                 if asked:
                     self._answer(asked)
-                live = [p for p in live if self._advance(p)]
+                live = self._more
         except BaseException as exc:  # a future must never be left waiting
             for p in batch:
                 if not p.future.done():
@@ -196,6 +202,12 @@ class BatchExecutor:
             if p.answers[index] is None:
                 missing.append(index)
         return missing
+
+    def _complete(self, p: _Pending) -> None:
+        """``p`` has every answer: hand them over now, so a job's pictures are stored (and let
+        go) one step at a time, never all held at once."""
+        if self._advance(p):
+            self._more.append(p)
 
     def _advance(self, p: _Pending) -> bool:
         """Hand ``p``'s answers to its exchange; True when it asks for more."""
@@ -249,7 +261,8 @@ class BatchExecutor:
         if record is not None and record.job is not None:
             job = batches.get(record.job)
             self.notify(f"batch job {job.name} resumed ({len(by_key)} requests)")
-        elif record is not None and (job := batches.find(name)) is not None:
+        elif record is not None and (found := batches.find(name)) is not None:
+            job = batches.get(found.name)  # a listed job carries no output: ask for all of it
             self.notify(f"batch job {job.name} adopted ({len(by_key)} requests)")
         if job is None:
             record = Record(name, model, sorted(by_key))
@@ -301,6 +314,8 @@ class BatchExecutor:
                 if isinstance(answer, ApiResponse):
                     p.job.ctx.take(p.calls[index], answer, sent=1, price=BATCH_PRICE)
                     p.answers[index] = answer
+                    if all(a is not None for a in p.answers):
+                        self._complete(p)
                 elif answer.retryable and p.tries.get(index, 0) < self.settings.retries:
                     p.tries[index] = p.tries.get(index, 0) + 1
                     p.job.ctx.api_calls += 1
@@ -330,3 +345,6 @@ class BatchExecutor:
                 p.answers[index] = p.job.ctx.send(p.calls[index])
             except BaseException as exc:
                 p.future.set_exception(exc)
+                continue
+            if all(a is not None for a in p.answers):
+                self._complete(p)
