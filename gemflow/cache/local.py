@@ -185,10 +185,12 @@ class Store:
     def info(self) -> dict[str, Any]:
         keys = self.keys()
         calls = sum(k.startswith("call/") for k in keys)
+        thumbnails = sum(k.startswith("thumb/") for k in keys)  # the HTML report's
         return {
             "directory": str(self.directory),
-            "results": len(keys) - calls,
+            "results": len(keys) - calls - thumbnails,
             "calls": calls,
+            "thumbnails": thumbnails,
             "bytes": self._cache.volume(),
         }
 

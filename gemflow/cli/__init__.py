@@ -10,6 +10,7 @@ from gemflow.cli import (  # noqa: F401  (each registers its commands)
     clean,
     dag,
     gc,
+    report,
     run,
     schema,
     show,

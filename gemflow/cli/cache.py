@@ -34,7 +34,7 @@ def info(cache_dir: Path | None) -> None:
         facts = store.info()
     click.echo(
         f"{facts['directory']}: {facts['results']} step results, {facts['calls']} single "
-        f"calls, {facts['bytes'] / 1e6:.1f} MB"
+        f"calls, {facts['thumbnails']} thumbnails, {facts['bytes'] / 1e6:.1f} MB"
     )
 
 

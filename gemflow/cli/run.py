@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from gemflow.cli.app import DEFAULT_WORKFLOW, EPILOG, cli
+from gemflow.cli.report import after_run, check_run_option
 from gemflow.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_STEP_FAILED, GemflowError, WorkflowError
 from gemflow.session import open_session
 
@@ -125,6 +126,15 @@ from gemflow.session import open_session
     metavar="HOURS",
     help="Cancel a batch job not done by then, and send its requests interactively.",
 )
+@click.option(
+    "--report",
+    "report_to",
+    is_flag=False,
+    flag_value="",
+    metavar="[PATH]",
+    help="Write the offline HTML report when the run ends: PATH (an .html file), else "
+    "WORKFLOW.report.html beside the workflow.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="List cached steps too.")
 @click.option("-q", "--quiet", is_flag=True, help="Say only what failed, and warnings.")
 def run(
@@ -148,6 +158,7 @@ def run(
     detach: bool,
     batch_poll: float,
     batch_deadline: float,
+    report_to: str | None,
     verbose: bool,
     quiet: bool,
 ) -> None:
@@ -183,6 +194,7 @@ def run(
     )
     try:
         workflows = _load_all(paths, allow_outside)
+        check_run_option(report_to, len(workflows))
         ok = True
         for wf in workflows:
             with open_session(
@@ -195,7 +207,10 @@ def run(
                 rpm=rpm,
             ) as session:
                 _sigterm_interrupts()
-                ok = session.run(wf, options, emit=reporters).ok and ok
+                summary = session.run(wf, options, emit=reporters)
+                ok = summary.ok and ok
+                if report_to is not None:
+                    after_run(wf, session.store, summary, report_to)
     except (GemflowError, KeyboardInterrupt) as exc:
         if json_out is not None:
             code = exc.exit_code if isinstance(exc, GemflowError) else EXIT_INTERRUPTED
