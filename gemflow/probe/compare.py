@@ -35,6 +35,14 @@ KEPT_LETTERS = 0.6  # share of a word's letters, in order, that a misreading of 
 ECHO_GAP = 3  # words garbled past recognition at or between stretches of echo: echo too
 # Letters a reader takes for one: "vv" for "w", "rn" for "m".
 _FOLDS = (("vv", "w"), ("rn", "m"))
+# Characters that readers (and models lettering) commonly take for one another.
+CONFUSABLE = frozenset(
+    frozenset(pair)
+    for pair in (
+        "ao", "ce", "eo", "il", "i1", "l1", "o0", "s5", "bh", "b6", "b8", "hn", "mn", "nr", "uv",
+        "vy", "ft", "gq", "g9", "q9", "z2", "kx",
+    )
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -62,9 +70,9 @@ def is_misreading(sent: str, read: str) -> bool:
     """``read`` is ``sent`` lettered or read wrong: alike by difflib's measure; or at most one
     edit in three letters apart (at least one edit; swapped neighbours count as one); or, for words
     of four letters or more, three in five of its letters kept in order and the length within two.
-    "vv" read for "w" and "rn" for "m" count as one letter. Words of one or two letters: one
-    edit apart, a doubled letter not counted. A rewriter's synonyms (``kitten``/
-    ``cat``, ``photo``/``photograph``) are further apart."""
+    "vv" read for "w" and "rn" for "m" count as one letter, a look-alike (``CONFUSABLE``) as half
+    an edit. Words of one or two letters: one edit apart, a doubled letter not counted. A
+    rewriter's synonyms (``kitten``/``cat``, ``photo``/``photograph``) are further apart."""
     if sent == read:
         return True
     if min(len(sent), len(read)) <= 2:  # "on"/"an", "of"/"oof", "out"/"ut"; not "a"/"the"
@@ -267,7 +275,7 @@ def _echo_mask(got: list[str], expected: list[str], frame: list[str]) -> list[bo
             if not 0 < b1 - b0 <= a1 - a0 <= ECHO_GAP:
                 continue
             gap = frame[a0:a1]
-            if all(any(_garbled(got[j], f) for f in gap) for j in run[b0:b1]):
+            if all(any(_like(got[j], f) for f in gap) for j in run[b0:b1]):
                 for j in run[b0:b1]:
                     mask[j] = True
         for _a, b, size in blocks:
@@ -283,9 +291,12 @@ def _echo_mask(got: list[str], expected: list[str], frame: list[str]) -> list[bo
 
 
 def _like_any(word: str, vocabulary: set[str]) -> bool:
-    if word in vocabulary:
-        return True
-    return any(is_misreading(v, word) or (len(v) >= 3 and _garbled(word, v)) for v in vocabulary)
+    return word in vocabulary or any(_like(word, v) for v in vocabulary)
+
+
+def _like(read: str, sent: str) -> bool:
+    """``read`` may be ``sent`` misread or garbled."""
+    return is_misreading(sent, read) or (len(sent) >= 3 and _garbled(read, sent))
 
 
 def _garbled(read: str, sent: str) -> bool:
@@ -387,14 +398,16 @@ def _leading(matcher: difflib.SequenceMatcher[str], got: list[str]) -> list[str]
     return got[:extra] if extra > 0 else []
 
 
-def _distance(a: str, b: str) -> int:
-    """Edits (insert, delete, substitute, swap two neighbours) that turn ``a`` into ``b``."""
-    previous2: list[int] = []
-    previous = list(range(len(b) + 1))
+def _distance(a: str, b: str) -> float:
+    """Edits (insert, delete, substitute, swap two neighbours) that turn ``a`` into ``b``; a
+    letter put for one that looks like it (``CONFUSABLE``) counts half."""
+    previous2: list[float] = []
+    previous: list[float] = [float(j) for j in range(len(b) + 1)]
     for i, ca in enumerate(a, 1):
-        current = [i]
+        current = [float(i)]
         for j, cb in enumerate(b, 1):
-            cost = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb))
+            swap = 0.0 if ca == cb else 0.5 if frozenset((ca, cb)) in CONFUSABLE else 1.0
+            cost = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + swap)
             if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
                 cost = min(cost, previous2[j - 2] + 1)
             current.append(cost)

@@ -19,7 +19,9 @@ signs, and needs the probes that can show the user's words intact to have shown 
 Confidence (0..1) says how strongly the evidence supports the verdict. Rewritten: 0.9 when two
 independent signals agree (two probes, or the before probe confirmed by the control) and one of
 them is strong; 0.7 otherwise (one probe alone, or weak signs only). Verbatim: 0.5 plus 0.08 per
-verbatim weight, at most 0.9 (a hidden prompt the model declines to show can never be ruled out).
+verbatim weight, at most 0.9 (a hidden prompt the model declines to show can never be ruled out),
+and at most 0.6 when the before probe's text was discounted (a hidden prompt cannot be told from
+the model's inventions).
 Inconclusive: 0. The step's confidence is the mean over the samples that agree with the majority,
 times the share of samples that agree.
 """
@@ -40,6 +42,9 @@ VERBATIM_SIMILARITY = 0.95
 STRONG_CHANGE = 4  # word edits (added, dropped or replaced; misreadings not counted)
 MIN_MOVED = 3  # words read in another order that count as a reordering
 SAME_TEXT = 0.6  # agreement above which the control showed the text the before probe showed
+# Verbatim's confidence when the before probe's text was discounted: the words arrived intact, but
+# a hidden prompt cannot be told from this model's inventions.
+DISCOUNTED_VERBATIM = 0.6
 # What the control ("after") showed, which decides what the "before" probe's text is worth:
 # quiet (nothing after the request), same (the text "before" showed), invents (other text),
 # unknown (refused, unread, or not in the battery).
@@ -245,7 +250,7 @@ def judge_sample(findings: Mapping[str, Finding], remarks: Sequence[str] = ()) -
     r = sum(f.weight for f in rewritten.values())
     v = sum(f.weight for f in verbatim.values())
     if r >= 2:
-        signals = _signals(rewritten)
+        signals = _signals(findings)
         strong = any(f.weight >= 2 for f in rewritten.values())
         confidence = 0.9 if strong and len(signals) >= 2 else 0.7
         return SampleVerdict(
@@ -261,6 +266,8 @@ def judge_sample(findings: Mapping[str, Finding], remarks: Sequence[str] = ()) -
     whole = "current" not in findings or findings["current"].signal == "verbatim"
     if r == 0 and v >= 3 and whole:
         confidence = round(min(0.9, 0.5 + 0.08 * v), 2)
+        if any(f.kind == "discounted" for f in findings.values()):
+            confidence = min(confidence, DISCOUNTED_VERBATIM)
         return SampleVerdict(
             "verbatim", confidence, [*_notes(verbatim), *remarks], findings, list(verbatim), []
         )
@@ -273,15 +280,12 @@ def judge_sample(findings: Mapping[str, Finding], remarks: Sequence[str] = ()) -
     )
 
 
-def _signals(rewritten: Mapping[str, Finding]) -> list[str]:
-    """The independent signals of rewriting: each probe that shows it, and each probe that
-    confirms one of those (the control confirming the before probe)."""
-    found: list[str] = []
-    for name, finding in rewritten.items():
-        for probe in (name, finding.corroborated_by):
-            if probe is not None and probe not in found:
-                found.append(probe)
-    return found
+def _signals(findings: Mapping[str, Finding]) -> list[str]:
+    """The independent signals of rewriting, in the battery's order: each probe that shows it, and
+    each probe that confirms one of those (the control confirming the before probe)."""
+    found = {n for n, f in findings.items() if f.signal == "rewritten"}
+    found |= {f.corroborated_by for n, f in findings.items() if n in found and f.corroborated_by}
+    return [n for n in findings if n in found] + sorted(found - set(findings))
 
 
 def _notes(findings: Mapping[str, Finding]) -> list[str]:
