@@ -268,6 +268,19 @@ def test_the_summary_names_the_hidden_instruction_and_the_probes_behind_it() -> 
     assert "the current probe read your words back intact" in summary
 
 
+def test_the_summary_adds_what_other_probes_found_after_the_most_telling_sign() -> None:
+    findings = {
+        "before": judge_context(shown(HIDDEN), "quiet"),
+        "current": Finding("rewritten", 2, "", "changed", "added: big"),
+        "canary": Finding("rewritten", 2, "", "canary", CANARY),
+        "after": Finding.none("", "control"),
+    }
+    assert majority([judge_sample(findings)]).summary.endswith(
+        "— shown by the before probe and confirmed by the control in 1/1 samples; the current "
+        "and canary probes also show your prompt reworded, the canary lost."
+    )
+
+
 def test_the_summary_of_verbatim_counts_the_samples() -> None:
     findings = {
         "before": Finding("verbatim", 1, "", "nothing_before"),

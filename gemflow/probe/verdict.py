@@ -339,29 +339,52 @@ def summary_of(verdict: str, samples: Sequence[SampleVerdict], tally: str = "") 
     return _inconclusive_summary(samples, tally)
 
 
+_KINDS = ("hidden", "leading", "canary", "changed", "moved")  # the most telling first
+
+
 def _rewritten_summary(agreeing: Sequence[SampleVerdict], share: str) -> str:
-    first = agreeing[0]
-    order = ("hidden", "leading", "canary", "changed", "moved")
-    found = sorted(
-        ((n, f) for n, f in first.findings.items() if f.signal == "rewritten"),
-        key=lambda item: order.index(item[1].kind) if item[1].kind in order else len(order),
-    )
+    """What the most telling finding says, which probes show it (and whether the control confirms
+    it), what the other probes that found rewriting show, and what went the other way."""
+    found: dict[str, list[str]] = {}  # kind -> probes, over the agreeing samples
+    example: dict[str, Finding] = {}  # kind -> its first finding
+    confirmed = False
+    for sample in agreeing:
+        for name, f in sample.findings.items():
+            if f.signal != "rewritten":
+                continue
+            kind = f.kind if f.kind in _KINDS else "changed"
+            found.setdefault(kind, [])
+            found[kind] += [name] if name not in found[kind] else []
+            example.setdefault(kind, f)
+            confirmed |= f.corroborated_by == "after"
     if not found:
         return f"Your prompt was rewritten before it reached the model, in {share}."
-    finding = found[0][1]
+    kinds = sorted(found, key=_KINDS.index)
+    first = example[kinds[0]]
     what = {
-        "hidden": f"a hidden instruction was found before your prompt: {_quote(finding.evidence)}",
-        "leading": f"words were put in front of your prompt: {finding.evidence!r}",
-        "canary": f"your prompt was reworded: the canary {finding.evidence} did not reach the model",
-        "changed": f"your prompt was changed before it reached the model ({finding.evidence})",
-        "moved": f"your prompt was reordered before it reached the model ({finding.evidence})",
-    }.get(finding.kind, f"your prompt was rewritten ({finding.note})")
-    supported = _union(s.supported_by for s in agreeing)
-    shown = [p for p in supported if p != "after"]
-    by = f"shown by the {_probes(shown)} in {share}"
-    if "after" in supported:
-        by = f"shown by the {_probes(shown)} and confirmed by the control in {share}"
-    sentence = f"{_capital(what)} — {by}"
+        "hidden": f"a hidden instruction was found before your prompt: {_quote(first.evidence)}",
+        "leading": f"words were put in front of your prompt: {first.evidence!r}",
+        "canary": f"your prompt was reworded: the canary {first.evidence} did not reach the model",
+        "changed": f"your prompt was changed before it reached the model ({first.evidence})",
+        "moved": f"your prompt was reordered before it reached the model ({first.evidence})",
+    }[kinds[0]]
+    confirmation = " and confirmed by the control" if confirmed else ""
+    sentence = (
+        f"{_capital(what)} — shown by the {_probes(found[kinds[0]])}{confirmation} in {share}"
+    )
+    others = _union(found[kind] for kind in kinds[1:])
+    order = list(agreeing[0].findings)
+    others = sorted((p for p in others if p not in found[kinds[0]]), key=order.index)
+    if others:
+        also = {
+            "hidden": "text ahead of your prompt",
+            "leading": "words put in front of your prompt",
+            "canary": "your prompt reworded, the canary lost",
+            "changed": "your prompt changed",
+            "moved": "your prompt reordered",
+        }[next(k for k in kinds[1:] if set(found[k]) & set(others))]
+        verb = "shows" if len(others) == 1 else "show"
+        sentence += f"; the {_probes(others)} also {verb} {also}"
     contradicted = _union(s.contradicted_by for s in agreeing)
     if contradicted:
         sentence += f"; {_other_way(contradicted)}"
@@ -381,17 +404,17 @@ def _other_way(probes: Sequence[str]) -> str:
 
 def _verbatim_summary(agreeing: Sequence[SampleVerdict], share: str) -> str:
     supported = _union(s.supported_by for s in agreeing)
-    words_back = [p for p in supported if p != "before"]
-    parts = []
-    if words_back:
-        parts.append(f"the {_probes(words_back)} read it back word for word")
-    if "before" in supported:
-        parts.append("the before probe showed nothing ahead of it")
-    sentence = f"Your prompt reached the model verbatim in {share} — {' and '.join(parts)}"
     discounted = next(
         (s.findings for s in agreeing if s.findings.get("before", _NONE).kind == "discounted"),
         None,
     )
+    words_back = [p for p in supported if p != "before"]
+    parts = []
+    if words_back:
+        parts.append(f"the {_probes(words_back)} read it back word for word")
+    if "before" in supported and discounted is None:
+        parts.append("the before probe showed nothing ahead of it")
+    sentence = f"Your prompt reached the model verbatim in {share} — {' and '.join(parts)}"
     if discounted is not None:
         made_up = discounted.get("after", _NONE).evidence
         sentence += (
