@@ -15,7 +15,7 @@ misreadings beyond the noisy mode's). Known limits are run and shown, but not co
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +24,7 @@ from gemflow.probe.verdict import VERDICTS
 
 if TYPE_CHECKING:
     from gemflow.emulator.rewrite import Rewriter
+    from gemflow.providers.connection import Connection
 
 MODEL = "gemini-3.1-flash-image"
 SCALE = 1 / 16  # small pictures: the text drawn is what matters, not its pixels
@@ -227,7 +228,6 @@ def calibrate(
     repeat: int = 3,
     scale: float = SCALE,
     jobs: int = 4,
-    on_trial: Callable[[Trial], None] = lambda trial: None,
 ) -> Matrix:
     """Probe each behaviour with each prompt (``repeat`` samples each), on one emulator per
     behaviour, through the real client; behaviours run ``jobs`` at a time. Deterministic: each
@@ -237,13 +237,8 @@ def calibrate(
     def run(behaviour: Behaviour) -> list[Trial]:
         return _trials(behaviour, prompts, repeat=repeat, scale=scale)
 
-    matrix = Matrix()
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        for trials in pool.map(run, behaviours):
-            for trial in trials:
-                matrix.trials.append(trial)
-                on_trial(trial)
-    return matrix
+        return Matrix([trial for trials in pool.map(run, behaviours) for trial in trials])
 
 
 def _trials(
@@ -261,16 +256,14 @@ def _trials(
         ]
 
 
-def probe(connection: object, prompt: str, *, repeat: int = 3, model: str = MODEL) -> Outcome:
+def probe(connection: Connection, prompt: str, *, repeat: int = 3, model: str = MODEL) -> Outcome:
     """Run the probe battery once, as a probe step would, sending every call through
-    ``connection`` (a :class:`~gemflow.providers.connection.Connection`); nothing is cached."""
+    ``connection``; nothing is cached."""
     from gemflow.kinds.probe import Probe
     from gemflow.models import default_reader
     from gemflow.probe.method import battery
     from gemflow.probe.reading import ModelReader
-    from gemflow.providers.connection import Connection
 
-    assert isinstance(connection, Connection)
     plan = Probe().plan({"model": model, "prompt": prompt, "repeat": repeat})
     exchange = battery(plan, ModelReader(default_reader()))
     calls = next(exchange)
