@@ -60,8 +60,10 @@ from gemflow.session import open_session
     "--emulator-rewrite",
     metavar="MODES",
     callback=lambda ctx, param, value: _rewrite_modes(value),
-    help="Make the built-in emulator rewrite prompts like a service with a prompt rewriter "
-    "(system,prefix,paraphrase; implies --emulator): try a probe step against it.",
+    help="Make the built-in emulator act like a real service, to try a probe step against it "
+    "(implies --emulator): comma-separated modes, what it does to prompts (system, prefix, "
+    "paraphrase, reword, expand) and how its model letters text (literal, invent, noisy, "
+    "refuse); see gemflow emulator --help.",
 )
 @click.option(
     "--base-url",

@@ -74,8 +74,13 @@ from gemflow.emulator.files import MAX_FILE_BYTES
     "rewrite",
     default=None,
     metavar="MODES",
-    help="Behave like a service that rewrites prompts: any of system (a hidden system prompt), "
-    "prefix (words put before yours), paraphrase (your words reworded), comma-separated.",
+    help="Behave like a real service, for trying probe steps offline; comma-separated modes. "
+    "What the service does to prompts: system (a hidden system prompt), prefix (words put before "
+    "yours), paraphrase (reworded, canary dropped), reword (reworded and reordered, canary kept), "
+    "expand (style words appended). How its model letters text: literal (the whole prompt, "
+    "instruction and all), invent (makes up text for before/after), noisy (~5% of characters "
+    "wrong, lettering and reading), refuse (refuses some requests). Not both of "
+    "paraphrase/reword, literal/invent.",
 )
 @click.option(
     "--same-takes",

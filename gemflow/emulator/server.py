@@ -189,9 +189,10 @@ class Emulator:
     :meth:`stop`. Every request is recorded (see :attr:`requests`); with ``log_path`` the records
     are also appended to that file as JSON lines. Neither ever holds image bytes or the API key.
 
-    ``rewrite`` makes it behave like a service that rewrites prompts before its image model sees
-    them: a :class:`~gemflow.emulator.rewrite.Rewriter`, or its modes as text
-    (``"system,prefix,paraphrase"``, any subset). Without it prompts reach the model as sent.
+    ``rewrite`` makes it behave like a real service: what it does to prompts before its image
+    model sees them, and how that model letters text (see :mod:`gemflow.emulator.rewrite`): a
+    :class:`~gemflow.emulator.rewrite.Rewriter`, or its modes as text (``"system,paraphrase"``).
+    Without it prompts reach the model as sent, and it letters what it is asked.
 
     Like a real model, it answers the n-th identical image request with a new picture, take n
     (see :mod:`gemflow.emulator.takes`); requests with a ``seed`` always get the same one.
