@@ -30,6 +30,7 @@ from gemflow.providers.base import ApiResponse
 from gemflow.providers.connection import Connection
 
 BATCH_PRICE = 0.5  # the Batch API bills half of the interactive price
+ROUND_CHECK = 0.1  # seconds: how often a wait looks whether queued steps can start a round
 
 
 @dataclass(frozen=True)
@@ -128,12 +129,16 @@ class BatchExecutor:
         self._running[future] = job
 
     def wait(self) -> list[tuple[Any, Future[StepOutput]]]:
-        if self._queue and (self._round is None or not self._round.is_alive()):
-            batch, self._queue = self._queue, []
-            self._round = threading.Thread(target=self._run_round, args=(batch,), daemon=True)
-            self._round.start()
-        done, _ = wait(list(self._running), return_when=FIRST_COMPLETED)
-        return [(self._running.pop(future), future) for future in done]
+        """Wait until a step finishes. Steps queued while a round runs go in the next round,
+        started as soon as the current one has ended."""
+        while True:
+            if self._queue and (self._round is None or not self._round.is_alive()):
+                batch, self._queue = self._queue, []
+                self._round = threading.Thread(target=self._run_round, args=(batch,), daemon=True)
+                self._round.start()
+            done, _ = wait(list(self._running), timeout=ROUND_CHECK, return_when=FIRST_COMPLETED)
+            if done:
+                return [(self._running.pop(future), future) for future in done]
 
     def interrupt(self) -> list[Any]:
         """Local steps: as the thread executor. Batch jobs go on at Google's; the ledger keeps
