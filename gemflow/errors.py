@@ -5,13 +5,15 @@
     ├── ConfigError              the environment is wrong: no API key, unusable cache folder
     ├── InputError               an input file is missing, unreadable or not a usable image
     ├── StepError                one step failed while running
+    │   ├── Interrupted          the run was interrupted while the step waited
     │   ├── ApiError             the API answered with an error (4xx/5xx) or could not be reached
     │   └── NoImageError         the API answered without an image (safety, refusal, NO_IMAGE)
-    └── CacheError               the cache store could not be read or written
-        └── RemoteError          the shared remote cache did not answer (down, refused, timed out)
+    ├── CacheError               the cache store could not be read or written
+    │   └── RemoteError          the shared remote cache did not answer (down, refused, timed out)
+    └── DiskFull                 a result could not be written: no space left
 
-Foreign exceptions (google-genai, httpx, OSError, Pillow, s3fs/gcsfs) are translated into these at one
-boundary each, with ``raise ... from exc``; nothing outside those boundaries catches them.
+Foreign exceptions (google-genai, httpx, OSError, Pillow, s3fs and gcsfs) are translated into these
+at one boundary each, with ``raise ... from exc``; nothing outside those boundaries catches them.
 
 Exit codes (documented in the README and in ``gemflow --help``):
 
@@ -24,6 +26,7 @@ Exit codes (documented in the README and in ``gemflow --help``):
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass
 
 EXIT_OK = 0
@@ -81,8 +84,30 @@ class RemoteError(CacheError):
     ``pull`` fail with it."""
 
 
+class DiskFull(GemflowError):
+    """A result could not be written: the disk is full, over quota, read-only or failing. The
+    run stops sending; answers already paid for are kept in memory and written if space frees."""
+
+    exit_code = EXIT_STEP_FAILED
+
+
+NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
+
+
+def is_no_space(exc: BaseException) -> bool:
+    """Whether ``exc`` says the disk cannot take more (SQLite says it in words)."""
+    if isinstance(exc, OSError) and exc.errno in NO_SPACE:
+        return True
+    text = str(exc).lower()
+    return type(exc).__name__ == "OperationalError" and ("full" in text or "readonly" in text)
+
+
 class StepError(GemflowError):
     """A step failed while running. Its dependents are skipped; other branches go on."""
+
+
+class Interrupted(StepError):
+    """The run was interrupted while this step waited (for another process's result, say)."""
 
 
 class ApiError(StepError):

@@ -9,6 +9,7 @@ import tempfile
 import threading
 from pathlib import Path
 from stat import S_ISREG
+from typing import Any
 
 CHUNK = 1 << 20
 
@@ -59,17 +60,18 @@ def hash_file(path: Path) -> str:
     return "sha256:" + sha.hexdigest()
 
 
-Signature = tuple[int, int, int]  # size, mtime_ns, inode
+Signature = tuple[int, int, int, int]  # size, mtime_ns, inode, ctime_ns
 
 
 class DigestMemo:
-    """Content digests of files, re-hashed only when size, mtime or inode differ from last time.
+    """Content digests of files, re-hashed when size, mtime, inode or ctime differ from last time
+    (ctime too: an edit in place that keeps size and mtime, as ``touch -r`` can, still moves it).
 
     Cheapest first, as make and git do: the stat decides whether to read; the hash decides whether
     the content changed. A touched file is re-hashed and found unchanged; its dependents do not run.
     """
 
-    def __init__(self, entries: dict[str, tuple[int, int, int, str]] | None = None) -> None:
+    def __init__(self, entries: dict[str, tuple[Any, ...]] | None = None) -> None:
         self.entries = dict(entries or {})
         self.changed = False
         self._lock = threading.Lock()
@@ -82,11 +84,11 @@ class DigestMemo:
             return None
         if not S_ISREG(stat.st_mode):  # a folder or a FIFO put in a file's place: never block
             raise OSError(errno.EINVAL, "not a regular file", str(path))
-        signature: Signature = (stat.st_size, stat.st_mtime_ns, stat.st_ino)
+        signature: Signature = _signature(stat)
         key = str(path)
         known = self.entries.get(key)
-        if known is not None and known[:3] == signature:
-            return known[3]
+        if known is not None and len(known) == 5 and known[:4] == signature:
+            return str(known[4])
         value = hash_file(path)
         self.remember(path, value, signature)
         return value
@@ -100,8 +102,11 @@ class DigestMemo:
     def remember(self, path: Path, value: str, signature: Signature | None = None) -> None:
         """Record a digest we already know (a file we just wrote), saving a read next time."""
         if signature is None:
-            stat = path.stat()
-            signature = (stat.st_size, stat.st_mtime_ns, stat.st_ino)
+            signature = _signature(path.stat())
         with self._lock:
             self.entries[str(path)] = (*signature, value)
             self.changed = True
+
+
+def _signature(stat: os.stat_result) -> Signature:
+    return stat.st_size, stat.st_mtime_ns, stat.st_ino, stat.st_ctime_ns

@@ -33,7 +33,7 @@ def test_python_dash_m_gemflow_works(isolated_env: dict[str, str]) -> None:
 def test_help_does_not_import_the_sdk_or_pillow(isolated_env: dict[str, str]) -> None:
     code = (
         "import sys; from gemflow.cli import cli; "
-        "print(any(m.startswith(('google.genai', 'PIL', 'networkx', 'diskcache')) "
+        "print(any(m.startswith(('google.genai', 'PIL', 'networkx', 'diskcache', 'jsonschema')) "
         "for m in sys.modules))"
     )
     result = subprocess.run(

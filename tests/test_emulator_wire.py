@@ -228,7 +228,7 @@ def test_key_in_query_parameter_is_accepted_and_kept_out_of_the_log(emu: Emulato
 
 
 def test_unknown_path_is_404_with_the_error_body(emu: Emulator) -> None:
-    status, _, payload = call(emu, "/v1/files", method="GET")
+    status, _, payload = call(emu, "/v1/cachedContents", method="GET")
     assert status == 404
     assert set(payload["error"]) == {"code", "message", "status", "details"}
     assert payload["error"]["status"] == "NOT_FOUND"

@@ -147,3 +147,27 @@ def test_a_killed_run_leaves_only_whole_files_and_a_sound_cache(
     # the rerun pays only for steps whose results never reached the cache
     assert len(project.calls()) - before == sum(s["status"] == "run" for s in doc["steps"])
     assert sum(s["status"] == "cached" for s in doc["steps"]) >= 2
+
+
+def test_a_second_interrupt_exits_now_and_keeps_every_answer_that_arrived(
+    project: Project, isolated_env: dict[str, str]
+) -> None:
+    project.write(independent(4))
+    project.emulator.faults.push("hang", count=2)  # the first two will not be answered soon
+    process = start_gemflow(project, "--jobs", "4", env=isolated_env)
+    wait_for_calls(project, 2)  # the other two are answered (logged when answered)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    time.sleep(0.3)
+    started = time.monotonic()
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=20)
+    waited = time.monotonic() - started
+
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert waited < 10  # not the 30 s the hanging requests would take, nor their retries
+    assert len(project.lock["steps"]) == 2  # both answers that arrived are kept
+    assert len(list((project.root / "out").iterdir())) == 2
+    doc = project.run_json()
+    assert sorted(s["status"] for s in doc["steps"]) == ["cached", "cached", "run", "run"]

@@ -372,3 +372,122 @@ def test_default_output_extension_follows_the_format(tmp_path: Path) -> None:
     )
     assert wf.steps["b"].output_rel == "out/b.webp"
     assert wf.steps["b"].format == "webp"
+
+
+# -- a step with bad parameters still has its references and output checked ---------------------
+
+NO_DEFAULTS = "version: 1\nsteps:\n"
+
+
+def test_a_missing_model_does_not_hide_a_bad_reference_or_an_escaping_output(
+    tmp_path: Path,
+) -> None:
+    found = problems(
+        tmp_path,
+        """\
+      a: {kind: edit, prompt: x, images: [nope], output: ../escape.png}
+    """,
+        header=NO_DEFAULTS,
+    )
+    assert found == [
+        "wf.yaml:3: step 'a': 'nope' is neither a step nor a file (no nope)",
+        "wf.yaml:3: step 'a': missing 'model' (on the step or in 'defaults')",
+        "wf.yaml:3: step 'a': output path '../escape.png' leaves the workflow's folder "
+        "(pass --allow-outside to allow it)",
+    ]
+
+
+def test_a_wrongly_typed_key_does_not_hide_an_escaping_input(tmp_path: Path) -> None:
+    found = problems(
+        tmp_path,
+        """\
+      a:
+        kind: edit
+        prompt: x
+        temperature: hot
+        images: [/etc/hostname]
+    """,
+    )
+    assert found == [
+        "wf.yaml:8: step 'a': 'temperature' must be a number, not text",
+        "wf.yaml:9: step 'a': input path '/etc/hostname' leaves the workflow's folder "
+        "(pass --allow-outside to allow it)",
+    ]
+
+
+def test_a_step_with_bad_parameters_is_still_a_step_others_can_reference(tmp_path: Path) -> None:
+    found = problems(
+        tmp_path,
+        """\
+      a: {kind: generate, prompt: x, seed: many}
+      b: {kind: edit, prompt: y, images: [a, nope]}
+    """,
+    )
+    assert found == [
+        "wf.yaml:5: step 'a': 'seed' must be a whole number, not text",
+        "wf.yaml:6: step 'b': 'nope' is neither a step nor a file (no nope)",
+    ]
+
+
+def test_a_bad_key_is_not_reported_again_as_missing_or_by_the_kinds_checks(
+    tmp_path: Path,
+) -> None:
+    found = problems(
+        tmp_path,
+        """\
+      a: {kind: resize, image: in.png, width: wide, fit: cover}
+    """,
+    )
+    assert found == [
+        "wf.yaml:5: step 'a': 'in.png' is neither a step nor a file (no in.png)",
+        "wf.yaml:5: step 'a': 'width' must be a whole number, not text",
+    ]
+
+
+def test_a_bad_format_is_not_reported_again_as_a_mismatched_extension(tmp_path: Path) -> None:
+    (tmp_path / "in.png").write_bytes(b"x")
+    found = problems(
+        tmp_path, "  a: {kind: resize, image: in.png, width: 5, format: gif, output: a.gif}\n"
+    )
+    assert found == ["wf.yaml:5: step 'a': 'format' must be one of png, webp, jpeg, not 'gif'"]
+
+
+def test_a_missing_prompt_file_is_not_also_a_missing_prompt(tmp_path: Path) -> None:
+    found = problems(tmp_path, "  a: {kind: generate, prompt_file: nope.md}\n")
+    assert found == ["wf.yaml:5: step 'a': 'prompt_file': no such file nope.md"]
+
+
+def test_a_cycle_through_a_step_with_bad_parameters_is_found(tmp_path: Path) -> None:
+    found = problems(
+        tmp_path,
+        """\
+      a: {kind: edit, prompt: x, images: [b], seed: many}
+      b: {kind: edit, prompt: x, images: [a]}
+    """,
+    )
+    assert found == [
+        "wf.yaml:5: step 'a': 'seed' must be a whole number, not text",
+        "wf.yaml:5: step 'a': steps depend on each other in a cycle: a -> b -> a",
+    ]
+
+
+def test_a_problem_every_instance_has_is_reported_once_for_the_step(tmp_path: Path) -> None:
+    found = problems(
+        tmp_path,
+        """\
+      a:
+        kind: edit
+        prompt: x
+        images: [nope]
+        output: ../a-${matrix.aspect_ratio}.png
+        matrix:
+          aspect_ratio: ["1:1", "16:9"]
+    """,
+    )
+    assert found == [
+        "wf.yaml:8: step 'a': 'nope' is neither a step nor a file (no nope)",
+        "wf.yaml:9: step 'a[aspect_ratio=16:9]': output path '../a-16:9.png' leaves the "
+        "workflow's folder (pass --allow-outside to allow it)",
+        "wf.yaml:9: step 'a[aspect_ratio=1:1]': output path '../a-1:1.png' leaves the "
+        "workflow's folder (pass --allow-outside to allow it)",
+    ]

@@ -12,14 +12,26 @@ from google.genai import errors, types
 
 from gemflow.emulator import Emulator
 from gemflow.emulator.command import emulator_command
-from gemflow.emulator.rewrite import ENHANCER, HIDDEN_SYSTEM, PREFIX, Rewriter, paraphrase
+from gemflow.emulator.lettering import CLOSINGS, OPENINGS, misspell
+from gemflow.emulator.rewrite import (
+    ENHANCER,
+    EXPANSION,
+    HIDDEN_SYSTEM,
+    PREFIX,
+    Rewriter,
+    expand,
+    paraphrase,
+    reword,
+)
 from gemflow.models import default_reader, reader_models
 from gemflow.probe.battery import PROBES
+from gemflow.probe.compare import is_misreading, words
 
 MODEL = "gemini-3.1-flash-image"
 BEFORE = PROBES["before"].prompt("")
 AFTER = PROBES["after"].prompt("")
 CURRENT = PROBES["current"].prompt("")
+QUOTED = PROBES["canary"].prompt("A kitten KTVR-4821 with prominent fur.")
 
 
 @pytest.fixture
@@ -114,6 +126,88 @@ def test_paraphrase_swaps_words_drops_noise_and_adds_an_enhancer() -> None:
     assert paraphrase("A kitten, KTVR-4821 verbatim.") == f"A young cat. {ENHANCER}"
 
 
+def test_reword_keeps_the_canary_and_moves_a_phrase_to_the_front() -> None:
+    assert reword("A kitten KTVR-4821 with prominent fur.") == (
+        "With striking coat, a young cat KTVR-4821."
+    )
+
+
+def test_reword_rewords_inside_the_quotes_too() -> None:
+    assert '"With striking coat, a young cat KTVR-4821."' in reword(QUOTED)
+
+
+def test_expand_appends_style_words() -> None:
+    assert expand("A kitten with fur.") == f"A kitten with fur, {EXPANSION}"
+
+
+def test_an_expanded_prompt_is_drawn_as_the_model_received_it(client) -> None:
+    sdk = client("expand")
+    assert read(sdk, image_of(draw(sdk, CURRENT))) == expand(CURRENT)
+
+
+# --------------------------------------------------------------------------- model habits
+
+
+def test_a_literal_model_letters_the_whole_prompt_for_the_quoted_text(client) -> None:
+    sdk = client("literal")
+    assert read(sdk, image_of(draw(sdk, QUOTED))) == QUOTED
+
+
+def test_a_literal_model_letters_its_context_and_prompt_for_what_came_before(client) -> None:
+    sdk = client("literal,system")
+    assert read(sdk, image_of(draw(sdk, BEFORE))) == f"{HIDDEN_SYSTEM}\n{BEFORE}"
+
+
+def test_a_literal_model_letters_its_prompt_for_what_comes_after(client) -> None:
+    sdk = client("literal")
+    assert read(sdk, image_of(draw(sdk, AFTER))) == AFTER
+
+
+def test_an_inventing_model_makes_up_an_opening_and_a_closing_line(client) -> None:
+    sdk = client("invent")
+    assert read(sdk, image_of(draw(sdk, BEFORE))) in OPENINGS
+    assert read(sdk, image_of(draw(sdk, AFTER))) in CLOSINGS
+
+
+def test_an_inventing_model_shows_the_context_it_has(client) -> None:
+    sdk = client("invent,system")
+    assert read(sdk, image_of(draw(sdk, BEFORE))) == HIDDEN_SYSTEM
+
+
+def test_a_noisy_model_and_its_reader_get_a_few_letters_wrong(client) -> None:
+    sdk = client("noisy")
+    text = read(sdk, image_of(draw(sdk, CURRENT)))
+    assert text != CURRENT
+    sent, got = words(CURRENT), words(text)
+    assert len(got) == len(sent)
+    assert all(is_misreading(a, b) for a, b in zip(sent, got, strict=True))
+
+
+def test_misspelling_is_deterministic_and_spares_a_words_only_letter() -> None:
+    text = "a b c " * 50
+    assert misspell(text, 0.5, "x") == misspell(text, 0.5, "x")
+    assert len(misspell(text, 0.5, "x").split()) == 150
+
+
+def test_a_refusing_model_never_shows_what_came_before(client) -> None:
+    candidate = draw(client("refuse"), BEFORE).candidates[0]
+    assert candidate.finish_reason == types.FinishReason.IMAGE_SAFETY
+
+
+def test_a_refusing_model_refuses_some_requests_for_text_and_draws_others(client) -> None:
+    sdk = client("refuse")
+    answers = [draw(sdk, CURRENT).candidates[0] for _ in range(12)]
+    refused = [a for a in answers if not any(p.inline_data for p in a.content.parts or [])]
+    assert 0 < len(refused) < len(answers)
+    reasons = {a.finish_reason for a in refused}
+    assert reasons <= {types.FinishReason.IMAGE_SAFETY, types.FinishReason.STOP}
+
+
+def test_a_refusing_model_draws_ordinary_pictures(client) -> None:
+    sdk = client("refuse")
+    assert all(image_of(draw(sdk, "A red bicycle.")) for _ in range(5))
+
+
 def test_rewrite_modes_combine() -> None:
     rewriter = Rewriter.parse("system, paraphrase")
     assert (rewriter.system, rewriter.prefix, rewriter.paraphrase) == (HIDDEN_SYSTEM, None, True)
@@ -123,6 +217,20 @@ def test_an_unknown_rewrite_mode_is_a_usage_error() -> None:
     result = CliRunner().invoke(emulator_command, ["--port", "0", "--rewrite", "system,sneaky"])
     assert result.exit_code == 2
     assert "unknown rewrite mode 'sneaky'" in result.output
+
+
+def test_modes_that_exclude_each_other_are_a_usage_error() -> None:
+    result = CliRunner().invoke(emulator_command, ["--port", "0", "--rewrite", "literal,invent"])
+    assert result.exit_code == 2
+    assert "'literal' and 'invent' exclude each other" in result.output
+
+
+def test_every_mode_is_in_the_help() -> None:
+    from gemflow.emulator.rewrite import MODES
+
+    help_text = " ".join(CliRunner().invoke(emulator_command, ["--help"]).output.split())
+    for mode in MODES:
+        assert f"{mode} (" in help_text, mode
 
 
 # --------------------------------------------------------------------------- reader models

@@ -14,7 +14,7 @@ import pytest
 from conftest import Project
 
 from gemflow.emulator import Emulator
-from gemflow.emulator.rewrite import HIDDEN_SYSTEM
+from gemflow.emulator.rewrite import HIDDEN_SYSTEM, PREFIX
 from gemflow.probe.schema import validate
 
 PROBE = """\
@@ -93,6 +93,54 @@ def test_words_put_before_the_users_words_are_the_hidden_text(probing) -> None:
     doc = report(project)
     assert doc["verdict"] == "rewritten"
     assert doc["hidden_text"] == "a vivid high quality picture of"
+
+
+def test_a_faithful_model_that_letters_its_whole_prompt_is_verbatim(probing) -> None:
+    """Issue 10: the probe's own instruction, lettered back, is not text put before the prompt."""
+    project = probing(rewrite="literal")
+    project.run()
+    doc = report(project)
+    assert (doc["verdict"], doc["hidden_text"]) == ("verbatim", None)
+    assert result(doc, "canary")["leading_text"] == ""
+    assert result(doc, "canary")["instruction_echo"][:2] == ["large", "legible"]
+
+
+def test_hidden_text_leaves_out_the_instruction_lettered_after_it(probing) -> None:
+    project = probing(rewrite="literal,system")
+    project.run()
+    doc = report(project)
+    assert (doc["verdict"], doc["confidence"]) == ("rewritten", 0.9)
+    assert doc["hidden_text"] == HIDDEN_SYSTEM
+
+
+def test_the_control_does_not_call_a_preamble_invented(probing) -> None:
+    project = probing(rewrite="literal,prefix")
+    project.run()
+    doc = report(project)
+    assert result(doc, "after")["note"].startswith("showed the text the before probe showed")
+    assert doc["hidden_text"] == PREFIX
+    assert doc["supported_by"] == ["before", "current", "canary", "after"]
+
+
+def test_a_model_that_invents_context_is_verbatim(probing) -> None:
+    project = probing(rewrite="invent")
+    project.run()
+    assert report(project)["verdict"] == "verbatim"
+
+
+def test_the_report_says_in_one_sentence_what_was_found_and_by_which_probes(probing) -> None:
+    project = probing(rewrite="system")
+    project.run()
+    doc = report(project)
+    assert doc["summary"] == (
+        "A hidden instruction was found before your prompt: 'You are Nano Banana, an image model. "
+        "Make every picture vivid and …' — shown by the before probe and confirmed by the control "
+        "in 1/1 samples; the current and canary probes read your words back intact."
+    )
+    assert (doc["supported_by"], doc["contradicted_by"]) == (
+        ["before", "after"],
+        ["current", "canary"],
+    )
 
 
 # --------------------------------------------------------------------------- outcomes

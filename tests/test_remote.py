@@ -468,6 +468,15 @@ def test_a_result_with_attachments_and_its_single_calls_are_shared(
             assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
 
 
+def test_the_reports_thumbnails_stay_local(
+    tmp_path: Path, emulator: Emulator, s3_remote: Remote
+) -> None:
+    clone(tmp_path, ONE)
+    build(tmp_path, emulator, "--remote", s3_remote.url, "--push", "--report")
+    assert (tmp_path / "wf.report.html").is_file()
+    assert len(s3_remote.objects()) == 2  # the result's record and its blob: no thumbnail
+
+
 def test_the_python_api_takes_a_remote(tmp_path: Path, s3_remote: Remote) -> None:
     import gemflow
 
@@ -858,3 +867,16 @@ def test_help_and_local_runs_do_not_import_fsspec(
     )
     assert result.stderr.strip().splitlines()[-1] == "False", result.stderr
     assert (tmp_path / "out" / "apple.png").exists()
+
+
+def test_the_schema_takes_remote_and_push_in_the_defaults() -> None:
+    import jsonschema
+
+    from gemflow.workflow.schema import workflow_schema
+
+    validator = jsonschema.Draft202012Validator(workflow_schema())
+    steps = {"a": {"kind": "generate", "prompt": "A pear."}}
+    defaults = {"model": "gemini-3.1-flash-image", "remote": "s3://team/cache", "push": True}
+    assert list(validator.iter_errors({"defaults": defaults, "steps": steps})) == []
+    wrong = {**defaults, "push": "yes"}
+    assert list(validator.iter_errors({"defaults": wrong, "steps": steps})) != []

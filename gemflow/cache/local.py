@@ -16,16 +16,18 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from gemflow.cache.store import Memo, stored_meta
 from gemflow.engine.keys import digest
-from gemflow.errors import CacheError
+from gemflow.errors import CacheError, DiskFull, Interrupted, is_no_space
 
 DEFAULT_DIRNAME = "cache"
 _MEMO_KEY = "memo:file-digests"
+LOCK_POLL = 0.05  # seconds between tries for a key another process holds
 
 
 def default_cache_dir(workflow_path: Path) -> Path:
@@ -65,8 +67,19 @@ class Store:
         self.close()
 
     def meta(self, key: str) -> dict[str, Any] | None:
+        """The metadata of ``key``; a corrupt record is dropped like corrupt bytes (a miss)."""
         raw = self._cache.get(f"meta:{key}")
-        return json.loads(raw) if raw is not None else None
+        if raw is None:
+            return None
+        try:
+            meta = json.loads(raw)
+            if isinstance(meta, dict) and isinstance(meta.get("digest"), str):
+                return meta
+        except (ValueError, TypeError):
+            pass
+        self.corrupt.append(key)
+        self._drop(key, {})
+        return None
 
     def blob(self, key: str) -> bytes | None:
         """The output bytes for ``key``, verified against the recorded digest."""
@@ -107,15 +120,22 @@ class Store:
     ) -> dict[str, Any]:
         attachments = attachments or {}
         meta = stored_meta(meta, data, attachments)
-        with self._writing, self._cache.transact():
-            self._cache.set(f"blob:{key}", data)
-            for name, blob in attachments.items():
-                self._cache.set(f"blob:{key}:{name}", blob)
-            self._cache.set(f"meta:{key}", json.dumps(meta, sort_keys=True))
+        try:
+            with self._writing, self._cache.transact():
+                self._cache.set(f"blob:{key}", data)
+                for name, blob in attachments.items():
+                    self._cache.set(f"blob:{key}:{name}", blob)
+                self._cache.set(f"meta:{key}", json.dumps(meta, sort_keys=True))
+        except (OSError, sqlite3.Error) as exc:
+            # Full, over quota, read-only or failing: every answer sent now would be lost.
+            why = "the disk is full" if is_no_space(exc) else str(exc)
+            raise DiskFull(f"cannot write to the cache at {self.directory} ({why})") from exc
         return meta
 
     def delete(self, key: str) -> None:
-        meta = self.meta(key) or {}
+        self._drop(key, self.meta(key) or {})
+
+    def _drop(self, key: str, meta: dict[str, Any]) -> None:
         with self._writing, self._cache.transact():
             self._cache.delete(f"meta:{key}")
             self._cache.delete(f"blob:{key}")
@@ -123,13 +143,21 @@ class Store:
                 self._cache.delete(f"blob:{key}:{name}")
 
     @contextlib.contextmanager
-    def lock(self, key: str) -> Iterator[None]:
-        """Hold an exclusive, cross-process lock on ``key`` (released when a process dies)."""
+    def lock(self, key: str, *, cancelled: Callable[[], bool] = lambda: False) -> Iterator[None]:
+        """Hold an exclusive, cross-process lock on ``key`` (released when a process dies).
+        Waiting for it polls, so that an interrupted run stops waiting (``Interrupted``)."""
         folder = self.directory / "locks"
         folder.mkdir(exist_ok=True)
         name = hashlib.sha256(key.encode()).hexdigest()[:32]
         with open(folder / name, "a+b") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if cancelled():
+                        raise Interrupted("interrupted while another gemflow run made it") from None
+                    time.sleep(LOCK_POLL)
             try:
                 yield
             finally:
@@ -139,13 +167,30 @@ class Store:
         """Every stored result's key: step results (``sha256:…``) and single calls (``call/…``)."""
         return [k[len("meta:") :] for k in self._cache.iterkeys() if k.startswith("meta:")]
 
+    def size(self, key: str) -> int:
+        """Bytes stored for ``key``: its output and attachments (read from disk only as needed)."""
+        meta = self.meta(key)
+        if meta is None:
+            return 0
+        total = int(meta.get("size") or 0)
+        for name in meta.get("attachments") or {}:
+            value = self._cache.get(f"blob:{key}:{name}", read=True)
+            if isinstance(value, bytes):
+                total += len(value)
+            elif value is not None:  # a file-backed value: its size without reading it
+                with value as handle:
+                    total += os.fstat(handle.fileno()).st_size
+        return total
+
     def info(self) -> dict[str, Any]:
         keys = self.keys()
         calls = sum(k.startswith("call/") for k in keys)
+        thumbnails = sum(k.startswith("thumb/") for k in keys)  # the HTML report's
         return {
             "directory": str(self.directory),
-            "results": len(keys) - calls,
+            "results": len(keys) - calls - thumbnails,
             "calls": calls,
+            "thumbnails": thumbnails,
             "bytes": self._cache.volume(),
         }
 
@@ -157,7 +202,15 @@ class Store:
         return found
 
     def load_memo(self) -> Memo:
-        return self._cache.get(_MEMO_KEY) or {}
+        """The memo, or none if it cannot be read (it only saves reading files again)."""
+        try:
+            memo = self._cache.get(_MEMO_KEY)
+        except Exception:  # a corrupt pickle can raise anything; the memo is only a shortcut
+            return {}
+        return memo if isinstance(memo, dict) else {}
 
     def save_memo(self, entries: Memo) -> None:
-        self._cache.set(_MEMO_KEY, entries)
+        try:
+            self._cache.set(_MEMO_KEY, entries)
+        except (OSError, sqlite3.Error) as exc:
+            raise DiskFull(f"cannot write to the cache at {self.directory} ({exc})") from exc

@@ -7,11 +7,18 @@ re-made. With the outputs committed too, a fresh clone with an empty cache runs 
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
+import re
+import stat
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gemflow.errors import ConfigError
 from gemflow.fileio import write_atomic
 
 LOCK_VERSION = 1
@@ -96,18 +103,47 @@ class LockFile:
 
     @classmethod
     def load(cls, path: Path) -> LockFile:
-        """Read ``path``; a missing file is an empty lock, an unreadable one is reported and ignored."""
+        """Read ``path``: a missing file is an empty lock; entries that cannot be read (a merge
+        conflict around some lines, say) are skipped and ``problem`` says which. A lock file of a
+        newer gemflow is refused (``ConfigError``): rewriting it would lose what it records."""
         try:
             signature = _signature(path)
-            data = json.loads(path.read_bytes())
-            if data.get("version") != LOCK_VERSION:
-                raise ValueError(f"unsupported lock version {data.get('version')!r}")
-            entries = {sid: LockEntry.from_json(e) for sid, e in data["steps"].items()}
+            if not stat.S_ISREG(os.stat(path).st_mode):
+                raise ConfigError(f"{path.name} is not a regular file: move it away to run")
+            text = _read(path)
         except FileNotFoundError:
             return cls(path, {})
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        except OSError as exc:
             return cls(path, {}, problem=f"{path.name} is unreadable and was ignored ({exc})")
-        return cls(path, entries, signature=signature)
+        try:
+            data = json.loads(text)
+            version, raw = data.get("version"), data["steps"]
+            if not isinstance(raw, dict):
+                raise TypeError("'steps' is not a mapping")
+        except (ValueError, KeyError, TypeError, AttributeError):
+            version, raw = _version_of(text), None
+        if isinstance(version, int) and version > LOCK_VERSION:
+            raise ConfigError(
+                f"{path.name} was written by a newer gemflow (lock version {version}; this one "
+                f"writes {LOCK_VERSION}): upgrade gemflow. The file was left as it is"
+            )
+        if raw is None:  # not JSON as a whole: read what can be read, line by line
+            entries, skipped = _entries_by_line(text)
+            if not entries and not skipped:
+                reason = "not JSON, and no entry could be read"
+                return cls(
+                    path, {}, problem=f"{path.name} is unreadable and was ignored ({reason})"
+                )
+        else:
+            entries, skipped = _entries(raw.items())
+        problem = None
+        if skipped:
+            shown = ", ".join(skipped[:5]) + (" …" if len(skipped) > 5 else "")
+            problem = (
+                f"{path.name}: skipped {len(skipped)} unreadable entr"
+                f"{'y' if len(skipped) == 1 else 'ies'} ({shown}); the rest was read"
+            )
+        return cls(path, entries, problem=problem, signature=signature)
 
     def changed_on_disk(self) -> bool:
         """Whether someone (another gemflow run, git) rewrote the file since it was read."""
@@ -133,6 +169,66 @@ class LockFile:
         self._saved = dict(self.entries)
         self.signature = _signature(self.path)
         return True
+
+
+@contextlib.contextmanager
+def exclusive(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``folder`` across processes while a lock file in it is read,
+    merged and written (two runs finishing together must not lose each other's entries)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+_ENTRY_LINE = re.compile(r'\s*("(?:[^"\\]|\\.)*")\s*:\s*(\{.*\})\s*,?\s*\Z')
+_CONFLICT = ("<<<<<<<", "=======", ">>>>>>>", "|||||||")
+
+
+def _read(path: Path) -> str:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read().decode("utf-8", errors="replace")
+
+
+def _version_of(text: str) -> int | None:
+    match = re.search(r'"version"\s*:\s*([0-9]+)', text)
+    return int(match.group(1)) if match else None
+
+
+def _entries(items: Iterable[tuple[Any, Any]]) -> tuple[dict[str, LockEntry], list[str]]:
+    entries: dict[str, LockEntry] = {}
+    skipped: list[str] = []
+    for sid, raw in items:
+        try:
+            entries[str(sid)] = LockEntry.from_json(raw)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            skipped.append(str(sid))
+    return entries, skipped
+
+
+def _entries_by_line(text: str) -> tuple[dict[str, LockEntry], list[str]]:
+    """Entries of a lock file that is not valid JSON, one line each as ``render`` writes them. A
+    step that appears twice (both sides of a merge conflict) is skipped: neither side is sure."""
+    found: list[tuple[str, Any]] = []
+    for line in text.splitlines():
+        if line.startswith(_CONFLICT):
+            continue
+        match = _ENTRY_LINE.match(line)
+        if not match:
+            continue
+        try:
+            found.append((json.loads(match.group(1)), json.loads(match.group(2))))
+        except ValueError:
+            continue
+    seen: dict[str, int] = {}
+    for sid, _ in found:
+        seen[sid] = seen.get(sid, 0) + 1
+    twice = sorted(sid for sid, n in seen.items() if n > 1)
+    entries, skipped = _entries((sid, raw) for sid, raw in found if seen[sid] == 1)
+    return entries, sorted([*skipped, *twice])
 
 
 def _signature(path: Path) -> tuple[int, int, int]:

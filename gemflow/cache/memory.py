@@ -7,11 +7,12 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from gemflow.cache.store import Memo, stored_meta
 from gemflow.engine.keys import digest
+from gemflow.errors import Interrupted
 
 
 class MemoryStore:
@@ -56,11 +57,16 @@ class MemoryStore:
             self._entries.pop(key, None)
 
     @contextlib.contextmanager
-    def lock(self, key: str) -> Iterator[None]:
+    def lock(self, key: str, *, cancelled: Callable[[], bool] = lambda: False) -> Iterator[None]:
         with self._guard:
             lock = self._locks.setdefault(key, threading.Lock())
-        with lock:
+        while not lock.acquire(timeout=0.05):
+            if cancelled():
+                raise Interrupted("interrupted while another step made it")
+        try:
             yield
+        finally:
+            lock.release()
 
     def load_memo(self) -> Memo:
         return dict(self._memo)

@@ -16,6 +16,7 @@ optional). A new store is one module with one class and one line in ``STORES``.
 
 from __future__ import annotations
 
+import datetime
 import importlib
 import os
 from collections.abc import Callable
@@ -26,7 +27,7 @@ from typing import Any, Protocol
 from gemflow.engine.keys import digest
 from gemflow.errors import ConfigError
 
-Memo = dict[str, tuple[int, int, int, str]]  # file path -> (size, mtime_ns, inode, digest)
+Memo = dict[str, tuple[Any, ...]]  # file path -> (size, mtime_ns, inode, ctime_ns, digest)
 
 
 class ResultStore(Protocol):
@@ -50,7 +51,12 @@ class ResultStore(Protocol):
 
     def delete(self, key: str) -> None: ...
 
-    def lock(self, key: str) -> AbstractContextManager[None]: ...
+    def lock(
+        self, key: str, *, cancelled: Callable[[], bool] = lambda: False
+    ) -> AbstractContextManager[None]:
+        """Held while ``key``'s result is made; waiting for it ends with ``Interrupted`` once
+        ``cancelled()`` is true (a run interrupted while another process makes the result)."""
+        ...
 
     def load_memo(self) -> Memo:
         """The file-digest memo of the last run (see ``gemflow.fileio.DigestMemo``)."""
@@ -84,9 +90,10 @@ def open_store(location: str | os.PathLike[str]) -> ResultStore:
 
 
 def stored_meta(meta: dict[str, Any], data: bytes, attachments: dict[str, bytes]) -> dict[str, Any]:
-    """What a store records with a result: the caller's metadata, the output's digest and size, and
-    the digest of each attachment (what ``files`` verifies)."""
-    recorded = {**meta, "digest": digest(data), "size": len(data)}
+    """What a store records with a result: the caller's metadata, the output's digest and size,
+    the digest of each attachment (what ``files`` verifies), and when it was first stored (UTC;
+    kept when an entry is stored again, as a take moved back)."""
+    recorded = {"stored_at": _now(), **meta, "digest": digest(data), "size": len(data)}
     if attachments:
         recorded["attachments"] = {name: digest(blob) for name, blob in attachments.items()}
     return recorded
@@ -96,3 +103,7 @@ def blob(store: ResultStore, key: str) -> bytes | None:
     """The output bytes of ``key`` alone, verified."""
     found = store.files(key)
     return None if found is None else found[0]
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")

@@ -34,6 +34,9 @@ ENV_REMOTE = "GEMFLOW_REMOTE"
 ENV_PUSH = "GEMFLOW_REMOTE_PUSH"
 OFF = "none"  # --remote none: no remote for this run, whatever the workflow or environment say
 REFUSAL = "refusal/"  # as gemflow.engine.refusals.PREFIX (not imported: the engine imports us)
+# Entries that stay on this machine: the HTML report's thumbnails are made from results, and are
+# cheaper to make again than to look up.
+LOCAL_ONLY = ("thumb/",)
 
 T = TypeVar("T")
 
@@ -119,13 +122,13 @@ class TieredStore:
 
     def meta(self, key: str) -> dict[str, Any] | None:
         found = self.local.meta(key)
-        if found is None and self._pull([key]):
+        if found is None and not key.startswith(LOCAL_ONLY) and self._pull([key]):
             found = self.local.meta(key)
         return found
 
     def files(self, key: str) -> tuple[bytes, dict[str, bytes]] | None:
         found = self.local.files(key)
-        if found is None and self._pull([key]):
+        if found is None and not key.startswith(LOCAL_ONLY) and self._pull([key]):
             found = self.local.files(key)
         return found
 
@@ -142,7 +145,7 @@ class TieredStore:
 
         attachments = dict(attachments or {})
         stored = self.local.put(key, data, meta, attachments)
-        if not self.push:
+        if not self.push or key.startswith(LOCAL_ONLY):
             return stored
         held = self._ask(lambda remote: remote.push([Entry(key, stored, data, attachments)])[key])
         if held is None:
@@ -168,8 +171,10 @@ class TieredStore:
         """Here only: remote results are never deleted (another machine may be reading them)."""
         self.local.delete(key)
 
-    def lock(self, key: str) -> AbstractContextManager[None]:
-        return self.local.lock(key)
+    def lock(
+        self, key: str, *, cancelled: Callable[[], bool] = lambda: False
+    ) -> AbstractContextManager[None]:
+        return self.local.lock(key, cancelled=cancelled)
 
     def load_memo(self) -> Memo:
         return self.local.load_memo()

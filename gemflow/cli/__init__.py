@@ -4,7 +4,19 @@ One module per command (or group); imports of the library stay inside the comman
 ``gemflow --help`` starts fast.
 """
 
-from gemflow.cli import cache, run, takes  # noqa: F401  (each registers its commands)
+from gemflow.cli import (  # noqa: F401  (each registers its commands)
+    batch,
+    cache,
+    clean,
+    dag,
+    gc,
+    report,
+    run,
+    schema,
+    show,
+    takes,
+    validate,
+)
 from gemflow.cli.app import cli
 
 main = cli

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +45,12 @@ class _Gemflow(click.Group):
 
                 JsonReporter().write(exc, EXIT_USAGE)
             raise
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             click.echo("interrupted: finished steps are cached; run again to continue", err=True)
+            if type(exc).__name__ == "Abandoned":  # requests in flight: do not wait for them
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(EXIT_INTERRUPTED)
             raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
         except WorkflowError as exc:
             for problem in exc.problems:

@@ -54,7 +54,7 @@ def info(cache_dir: Path | None, remote: str | None) -> None:
     else:
         click.echo(
             f"{facts['directory']}: {facts['results']} step results, {facts['calls']} single "
-            f"calls, {facts['bytes'] / 1e6:.1f} MB"
+            f"calls, {facts['thumbnails']} thumbnails, {facts['bytes'] / 1e6:.1f} MB"
         )
     if url is not None:
         from gemflow.cache.memory import MemoryStore

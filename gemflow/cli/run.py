@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from gemflow.cli.app import DEFAULT_WORKFLOW, EPILOG, cli
+from gemflow.cli.report import after_run, check_run_option
 from gemflow.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_STEP_FAILED, GemflowError, WorkflowError
 from gemflow.session import open_session
 
@@ -59,8 +60,10 @@ from gemflow.session import open_session
     "--emulator-rewrite",
     metavar="MODES",
     callback=lambda ctx, param, value: _rewrite_modes(value),
-    help="Make the built-in emulator rewrite prompts like a service with a prompt rewriter "
-    "(system,prefix,paraphrase; implies --emulator): try a probe step against it.",
+    help="Make the built-in emulator act like a real service, to try a probe step against it "
+    "(implies --emulator): comma-separated modes, what it does to prompts (system, prefix, "
+    "paraphrase, reword, expand) and how its model letters text (literal, invent, noisy, "
+    "refuse); see gemflow emulator --help.",
 )
 @click.option(
     "--base-url",
@@ -109,6 +112,42 @@ from gemflow.session import open_session
     help="After a failure, go on with every step that does not need the failed one, or start "
     "no new step at all (running ones finish).",
 )
+@click.option(
+    "--batch",
+    is_flag=True,
+    help="Send the API steps' requests through the Batch API: half the price, answers within "
+    "hours (a day at most). Interrupting leaves the jobs running: run again to collect them.",
+)
+@click.option(
+    "--detach",
+    is_flag=True,
+    help="With --batch: submit the jobs, record them and exit; a later run collects the answers.",
+)
+@click.option(
+    "--batch-poll",
+    type=click.FloatRange(min=0.01),
+    default=30.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How often to ask how batch jobs are doing.",
+)
+@click.option(
+    "--batch-deadline",
+    type=click.FloatRange(min=0.01, max=47),
+    default=24.0,
+    show_default=True,
+    metavar="HOURS",
+    help="Cancel a batch job not done by then, and send its requests interactively.",
+)
+@click.option(
+    "--report",
+    "report_to",
+    is_flag=False,
+    flag_value="",
+    metavar="[PATH]",
+    help="Write the offline HTML report when the run ends: PATH (an .html file), else "
+    "WORKFLOW.report.html beside the workflow.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="List cached steps too.")
 @click.option("-q", "--quiet", is_flag=True, help="Say only what failed, and warnings.")
 def run(
@@ -130,6 +169,11 @@ def run(
     retries: int | None,
     rpm: float | None,
     keep_going: bool,
+    batch: bool,
+    detach: bool,
+    batch_poll: float,
+    batch_deadline: float,
+    report_to: str | None,
     verbose: bool,
     quiet: bool,
 ) -> None:
@@ -138,6 +182,7 @@ def run(
 
     Only steps whose inputs changed call the API; everything else comes from the cache.
     """
+    from gemflow.engine.batch import BatchSettings
     from gemflow.engine.runner import RunOptions
     from gemflow.report.jsonout import JsonReporter
     from gemflow.report.terminal import TerminalReporter
@@ -156,9 +201,15 @@ def run(
         jobs=jobs,
         dry_run=dry_run,
         fail_fast=not keep_going,
+        batch=BatchSettings(
+            poll_seconds=batch_poll, deadline_seconds=batch_deadline * 3600, detach=detach
+        )
+        if batch or detach
+        else None,
     )
     try:
         workflows = _load_all(paths, allow_outside)
+        check_run_option(report_to, len(workflows))
         ok = True
         for wf in workflows:
             with open_session(
@@ -173,7 +224,10 @@ def run(
                 push=push,
             ) as session:
                 _sigterm_interrupts()
-                ok = session.run(wf, options, emit=reporters).ok and ok
+                summary = session.run(wf, options, emit=reporters)
+                ok = summary.ok and ok
+                if report_to is not None:
+                    after_run(wf, session.store, summary, report_to)
     except (GemflowError, KeyboardInterrupt) as exc:
         if json_out is not None:
             code = exc.exit_code if isinstance(exc, GemflowError) else EXIT_INTERRUPTED

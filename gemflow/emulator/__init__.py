@@ -1,8 +1,8 @@
 """A deterministic Gemini API emulator for tests, demos and benchmarks.
 
 It serves the REST endpoints google-genai uses (generateContent, streamGenerateContent,
-countTokens, get model) on loopback, answers with deterministic PNGs drawn from the request, and
-injects faults on demand. Point the real SDK at it::
+countTokens, get model, the Batch API and the Files API) on loopback, answers with deterministic
+PNGs drawn from the request, and injects faults on demand. Point the real SDK at it::
 
     with Emulator() as emu:
         client = genai.Client(api_key="any", http_options=types.HttpOptions(base_url=emu.url))

@@ -3,7 +3,8 @@
 First latency and faults (``faults.py``), then the prompt as the model receives it (an optional
 rewriter, ``rewrite.py``), then the answer: an image of what the model draws (``lettering.py``,
 ``render.py``), or text for text models and text-only requests, which reads back the text drawn
-into images this emulator made. Answers are the camelCase bodies the SDK reads.
+into images this emulator made. The rewriter's model habits (``literal``, ``invent``, ``noisy``,
+``refuse``) change what is drawn and read. Answers are the camelCase bodies the SDK reads.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from gemflow.emulator.faults import (
     Faults,
     content_fault_body,
 )
-from gemflow.emulator.lettering import NO_TEXT, drawn_text
+from gemflow.emulator.lettering import NO_TEXT, drawn_text, misspell, refusal
 from gemflow.emulator.readback import DrawnTexts
 from gemflow.emulator.render import Scene, image_dimensions, nearest_ratio, render, render_thought
 from gemflow.emulator.rewrite import Rewriter
@@ -59,16 +60,28 @@ class Answerer:
         self.vary_takes = vary_takes
         self._drawn = DrawnTexts()
         self._takes = Takes()
+        self._asked = Takes()  # identical requests so far, for the habits that vary (rewrite.py)
 
     def answer(
-        self, info: ModelInfo, request: GenerateRequest, record: dict[str, Any], *, text_only: bool
+        self,
+        info: ModelInfo,
+        request: GenerateRequest,
+        record: dict[str, Any],
+        *,
+        text_only: bool,
+        batch: bool = False,
     ) -> dict[str, Any]:
-        """The generate answer body. Raises ApiFailure for HTTP faults, Dropped when stopped."""
-        if self.faults.latency and self.stopping.wait(self.faults.latency):
+        """The generate answer body. Raises ApiFailure for HTTP faults, Dropped when stopped.
+
+        A ``batch`` item is answered like an interactive request (same picture, same takes), but
+        only a marker in its prompt gives it a fault, and neither latency nor ``hang`` delay it:
+        a batch job has timings and faults of its own (``batch_faults.py``).
+        """
+        if not batch and self.faults.latency and self.stopping.wait(self.faults.latency):
             raise Dropped
-        fault = self._fault(request, record)
+        fault = self._fault(request, record, markers_only=batch)
         if fault == "hang":
-            if self.stopping.wait(HANG_SECONDS):
+            if not batch and self.stopping.wait(HANG_SECONDS):
                 raise Dropped
             fault = None
         if fault in HTTP_FAULTS:
@@ -79,9 +92,11 @@ class Answerer:
             return self._text_answer(info, request)
         return self._image_answer(info, request)
 
-    def _fault(self, request: GenerateRequest, record: dict[str, Any]) -> str | None:
+    def _fault(
+        self, request: GenerateRequest, record: dict[str, Any], *, markers_only: bool
+    ) -> str | None:
         try:
-            choice = self.faults.choose(request.prompt)
+            choice = self.faults.choose(request.prompt, markers_only=markers_only)
         except ValueError as exc:
             raise bad_request(f"Unknown emulator fault marker: {exc}", "contents") from None
         if choice is None:
@@ -131,11 +146,27 @@ class Answerer:
             system=self.rewriter.context(request.system),
         )
 
+    def _nth(self, info: ModelInfo, request: GenerateRequest) -> int:
+        """How many requests like this one (model, texts, system, images) have come, this one
+        included; always 1 when takes do not vary."""
+        if not self.vary_takes:
+            return 1
+        basis = hashlib.sha256(repr((info.id, request.texts, request.system)).encode())
+        for image in request.images:
+            basis.update(hashlib.sha256(image.data).digest())
+        return self._asked.next(basis.digest())
+
     def _image_answer(self, info: ModelInfo, request: GenerateRequest) -> dict[str, Any]:
         received = self._received(request)
-        drawn = drawn_text(request.prompt, received.prompt, received.system)
+        habits = self.rewriter or Rewriter()
+        nth = self._nth(info, request)
+        refused = refusal(request.prompt, nth) if habits.refuse else None
+        if refused is not None:
+            return self._content_fault(info, received, refused)
+        drawn = drawn_text(request.prompt, received.prompt, received.system, habits.lettering, nth)
         if drawn is None:  # asked for something that does not exist: no image, like real models
             return self._content_fault(info, received, "no_image")
+        drawn = misspell(drawn, habits.noise, f"lettered {nth}")
         scene = self._take(self._scene(info, received, None if drawn == received.prompt else drawn))
         parts = self._image_parts(scene, with_thoughts=thinks(info.id))
         tokens = info.size_info(scene.image_size).output_tokens
@@ -151,6 +182,8 @@ class Answerer:
 
     def _text_answer(self, info: ModelInfo, request: GenerateRequest) -> dict[str, Any]:
         drawn = self._drawn.read_back(request.images)
+        if drawn is not None and self.rewriter is not None and self.rewriter.noise:
+            drawn = misspell(drawn, self.rewriter.noise, f"read {self._nth(info, request)}")
         text = _default_text(request) if drawn is None else drawn.strip() or NO_TEXT
         output = [{"modality": "TEXT", "tokenCount": math.ceil(len(text) / 4)}]
         scene = self._scene(info, request)

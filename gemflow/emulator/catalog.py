@@ -118,6 +118,15 @@ def validate(info: ModelInfo, request: GenerateRequest) -> None:
         )
 
 
+def check_request(info: ModelInfo, request: GenerateRequest) -> bool:
+    """Validate a generate request for its model; True if the model answers with text only."""
+    validate(info, request)
+    text_only = is_text_model(info)
+    if text_only:
+        refuse_image_modality(info, request)
+    return text_only
+
+
 def refuse_image_modality(info: ModelInfo, request: GenerateRequest) -> None:
     """A text model asked for images answers 400, as the real text models do."""
     if request.modalities is not None and "IMAGE" in request.modalities:

@@ -114,15 +114,19 @@ class Faults:
         _check_rates(rates)
         return rates
 
-    def choose(self, prompt: str) -> tuple[str, str] | None:
+    def choose(self, prompt: str, *, markers_only: bool = False) -> tuple[str, str] | None:
         """The fault for one generate request as ``(name, source)``, or None.
 
         ``source`` is "marker", "queue" or "rate". An unknown marker name raises ValueError.
+        ``markers_only`` (batch items, which have faults of their own) leaves the queue and the
+        random draws to interactive requests.
         """
         marker = MARKER.search(prompt)
         if marker:
             _check_name(marker.group(1))
             return marker.group(1), "marker"
+        if markers_only:
+            return None
         with self._lock:
             if self._queue:
                 return self._queue.popleft(), "queue"

@@ -49,6 +49,7 @@ class RequestLog:
             "endpoint": "unknown",
             "api_version": None,
             "model": None,
+            "resource": None,
             "prompt": None,
             "system": None,
             "images": [],

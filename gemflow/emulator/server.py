@@ -8,13 +8,16 @@ The real google-genai SDK talks to it unchanged (``HttpOptions(base_url=emulator
   check, parsing and the response bodies (``wire.py``), validation against ``gemflow.models``
   (``catalog.py``), and the answer itself (``answer.py``: faults, an optional prompt rewriter,
   what the model draws, text for readers, usage metadata from ``usage.py``);
-- :class:`Emulator` (here) owns the server thread and the request log (``log.py``).
+- :class:`~gemflow.emulator.batches.Batches` runs batch jobs in threads of their own, and
+  :class:`~gemflow.emulator.files.FileStore` keeps uploaded and generated files on disk;
+- :class:`Emulator` (here) owns the server thread, those two and the request log (``log.py``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import gzip
+import shutil
 import socket
 import sys
 import threading
@@ -27,7 +30,10 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from gemflow.emulator.answer import Answerer, Dropped
+from gemflow.emulator.batch_faults import BatchFaults
+from gemflow.emulator.batches import Batches, BatchInfo
 from gemflow.emulator.faults import Faults
+from gemflow.emulator.files import MAX_FILE_BYTES, FileStore, StoredFile
 from gemflow.emulator.log import RequestLog, path_for_log
 from gemflow.emulator.rewrite import Rewriter
 from gemflow.emulator.service import Service
@@ -145,6 +151,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, reply: Reply) -> None:
         try:
+            if reply.file is not None:
+                self._send_file(reply)
+                return
             self.send_response(reply.status)
             self.send_header("Content-Type", reply.content_type)
             self.send_header("Content-Length", str(len(reply.body)))
@@ -154,6 +163,20 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(reply.body)
         except OSError:
             self.close_connection = True
+
+    def _send_file(self, reply: Reply) -> None:
+        """Stream a file (a download) instead of holding it in memory."""
+        assert reply.file is not None
+        with reply.file.open("rb") as source:
+            size = source.seek(0, 2)
+            source.seek(0)
+            self.send_response(reply.status)
+            self.send_header("Content-Type", reply.content_type)
+            self.send_header("Content-Length", str(size))
+            for name, value in reply.headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            shutil.copyfileobj(source, self.wfile, 1024 * 1024)
 
 
 # --------------------------------------------------------------------------- the emulator
@@ -166,13 +189,20 @@ class Emulator:
     :meth:`stop`. Every request is recorded (see :attr:`requests`); with ``log_path`` the records
     are also appended to that file as JSON lines. Neither ever holds image bytes or the API key.
 
-    ``rewrite`` makes it behave like a service that rewrites prompts before its image model sees
-    them: a :class:`~gemflow.emulator.rewrite.Rewriter`, or its modes as text
-    (``"system,prefix,paraphrase"``, any subset). Without it prompts reach the model as sent.
+    ``rewrite`` makes it behave like a real service: what it does to prompts before its image
+    model sees them, and how that model letters text (see :mod:`gemflow.emulator.rewrite`): a
+    :class:`~gemflow.emulator.rewrite.Rewriter`, or its modes as text (``"system,paraphrase"``).
+    Without it prompts reach the model as sent, and it letters what it is asked.
 
     Like a real model, it answers the n-th identical image request with a new picture, take n
     (see :mod:`gemflow.emulator.takes`); requests with a ``seed`` always get the same one.
     ``vary_takes=False`` answers every identical request with take 1, the same bytes.
+
+    It runs batch jobs (``client.batches``) in threads of its own, with the timings and faults of
+    ``batch_faults`` (a :class:`~gemflow.emulator.batch_faults.BatchFaults`); :meth:`batches`
+    shows them. Uploaded and generated files (``client.files``) live in a temporary folder, at
+    most ``max_file_bytes`` each. Stopping the emulator interrupts its jobs (they keep the state
+    they had) and removes its files.
     """
 
     def __init__(
@@ -187,6 +217,8 @@ class Emulator:
         extra_models: Iterable[str] = (),
         rewrite: Rewriter | str | None = None,
         vary_takes: bool = True,
+        batch_faults: BatchFaults | None = None,
+        max_file_bytes: int = MAX_FILE_BYTES,
     ) -> None:
         if scale <= 0:
             raise ValueError(f"scale must be positive, got {scale}")
@@ -201,7 +233,19 @@ class Emulator:
             rewriter=Rewriter.parse(rewrite) if isinstance(rewrite, str) else rewrite,
             vary_takes=vary_takes,
         )
-        self._service = Service(api_key=api_key, extra_models=extra_models, answerer=self._answerer)
+        self._files = FileStore(max_bytes=max_file_bytes)
+        self._batches = Batches(
+            answerer=self._answerer,
+            files=self._files,
+            faults=batch_faults if batch_faults is not None else BatchFaults(),
+        )
+        self._service = Service(
+            api_key=api_key,
+            extra_models=extra_models,
+            answerer=self._answerer,
+            batches=self._batches,
+            files=self._files,
+        )
         self._log = RequestLog()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -215,6 +259,23 @@ class Emulator:
     @faults.setter
     def faults(self, faults: Faults) -> None:
         self._answerer.faults = faults
+
+    @property
+    def batch_faults(self) -> BatchFaults:
+        """The live batch timings and faults: ``emu.batch_faults.push_job("fail")``."""
+        return self._batches.faults
+
+    @batch_faults.setter
+    def batch_faults(self, faults: BatchFaults) -> None:
+        self._batches.faults = faults
+
+    def batches(self) -> list[BatchInfo]:
+        """Every batch job not deleted, oldest first: state, counts, outcome of each item."""
+        return self._batches.snapshot()
+
+    def files(self) -> list[StoredFile]:
+        """Every file (uploaded, or a batch's output), oldest first."""
+        return self._files.snapshot()
 
     @property
     def url(self) -> str:
@@ -261,6 +322,8 @@ class Emulator:
             server.close_connections()
             server.server_close()
             thread.join()
+            self._batches.stop()
+            self._files.close()
             self._server = self._thread = None
             self._log.close()
 

@@ -15,16 +15,22 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 _STATUS = {
     400: "INVALID_ARGUMENT",
     403: "PERMISSION_DENIED",
     404: "NOT_FOUND",
+    409: "ALREADY_EXISTS",
     429: "RESOURCE_EXHAUSTED",
     500: "INTERNAL",
     503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
 }
+# google.rpc.Code of each HTTP status, for errors that travel inside a body (batch items, operations)
+_RPC_CODE = {400: 3, 403: 7, 404: 5, 409: 6, 429: 8, 500: 13, 503: 14, 504: 4}
 _CAMEL = re.compile(r"(?<=[a-z0-9])([A-Z])")
 _JSON = "application/json; charset=UTF-8"
 
@@ -58,6 +64,16 @@ class ApiFailure(Exception):
         }
         return Reply(self.code, dump({"error": error}), headers=self.headers)
 
+    def status(self) -> dict[str, Any]:
+        """This error as a ``google.rpc.Status``, the way it travels inside a body (batch items).
+
+        The gRPC code, not the HTTP one, and no ``status`` name; ``details`` only if there are any.
+        """
+        status: dict[str, Any] = {"code": _RPC_CODE.get(self.code, 2), "message": self.message}
+        if self.details:
+            status["details"] = self.details
+        return status
+
 
 def error_detail(kind: str, **fields: Any) -> dict[str, Any]:
     """One entry of an error's ``details``: a ``google.rpc`` message such as ``RetryInfo``."""
@@ -77,14 +93,31 @@ def bad_request(message: str, field_path: str | None = None) -> ApiFailure:
 
 @dataclass
 class Reply:
+    """One HTTP answer. With ``file``, the body is that file's bytes, streamed (downloads)."""
+
     status: int
     body: bytes
     content_type: str = _JSON
     headers: dict[str, str] = field(default_factory=dict)
+    file: Path | None = None
 
 
 def dump(payload: Any) -> bytes:
     return json.dumps(payload, separators=(",", ":")).encode()
+
+
+def timestamp(seconds: float) -> str:
+    """A protobuf Timestamp as JSON: RFC 3339 in UTC with a Z, microseconds."""
+    moment = datetime.fromtimestamp(seconds, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def first(mapping: Mapping[str, Any], *names: str) -> Any:
+    """The value of the first of ``names`` present (a camelCase name and its snake_case twin)."""
+    for name in names:
+        if name in mapping:
+            return mapping[name]
+    return None
 
 
 # --------------------------------------------------------------------------- request parsing

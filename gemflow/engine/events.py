@@ -16,6 +16,7 @@ class Status(StrEnum):
     RUN = "run"  # nothing stored for the key: the step runs (an API step calls the API)
     BLOCKED = "blocked"  # an input step failed, so this step could not run
     FAILED = "failed"  # the step ran and failed
+    PENDING = "pending"  # its requests are in a batch job that a later run collects (--detach)
 
 
 @dataclass

@@ -43,9 +43,9 @@ class ThreadExecutor(Generic[Job, Result]):
                 del self._running[future]
         return list(self._running.values())
 
-    def finishing(self) -> Iterator[tuple[Job, Future[Result]]]:
-        """Each running job as it finishes."""
-        for future in as_completed(list(self._running)):
+    def finishing(self, timeout: float | None = None) -> Iterator[tuple[Job, Future[Result]]]:
+        """Each running job as it finishes (``TimeoutError`` after ``timeout`` seconds)."""
+        for future in as_completed(list(self._running), timeout=timeout):
             yield self._running.pop(future), future
 
     def shutdown(self, *, abandon: bool = False) -> None:

@@ -29,6 +29,9 @@ _WORDS = {
     "made-meanwhile": "made meanwhile by another gemflow run",
     "rerolled": "re-rolled: take {take}",
     "refused-as-expected": "refused as expected ({refusal})",
+    "in-batch": "submitted to a batch job; a later run collects it",
+    "input-in-batch": "input step {step} is in a batch job",
+    "disk-full": "not started: the disk is full",
     "output-taken": "its output file is not this step's to replace",
     "refused-before": "refused before; the answer is cached (--retry-refused asks again)",
 }

@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from gemflow.cache.calls import StoreCallCache
-from gemflow.cache.lockfile import LockEntry, LockFile
+from gemflow.cache.lockfile import LockEntry, LockFile, exclusive
 from gemflow.cache.store import ResultStore
 from gemflow.cache.store import blob as stored_bytes
+from gemflow.engine.batch import BATCH_PRICE, BatchSettings, Detached
 from gemflow.engine.decide import Decision, decide, recorded_params
 from gemflow.engine.events import (
     Event,
@@ -42,18 +43,22 @@ from gemflow.engine.scheduler import Scheduler
 from gemflow.engine.takes import archived_key
 from gemflow.errors import (
     ConfigError,
+    DiskFull,
     GemflowError,
     InputError,
     NoImageError,
     Problem,
     StepError,
     WorkflowError,
+    is_no_space,
 )
 from gemflow.fileio import DigestMemo, write_atomic
 from gemflow.kinds.base import Estimate, InputImage, RunContext, StepOutput
 from gemflow.providers.base import SendSettings
 from gemflow.providers.connection import Connection
 from gemflow.workflow import Step, Workflow
+
+ABANDON_GRACE = 1.0  # seconds a second Ctrl-C still gives answers in hand to be stored
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,7 @@ class RunOptions:
     fail_fast: bool = False  # after the first failure, start no new step that would run
     reroll: frozenset[str] = frozenset()  # steps to draw once more (their earlier takes are kept)
     retry_refused: bool = False  # ask again where the model refused last time
+    batch: BatchSettings | None = None  # send API steps' requests through the Batch API
 
 
 @dataclass
@@ -119,6 +125,11 @@ class Runner:
         self._done: dict[str, _Done] = {}
         self._takes_of: dict[str, tuple[str, int, list[dict[str, Any]]]] = {}
         self._failed: set[str] = set()
+        self._pending: set[str] = set()  # in a batch job a later run collects (--detach)
+        self._interrupted = threading.Event()  # set on Ctrl-C: steps waiting for a lock give up
+        self._abandoned = threading.Event()  # set on a second Ctrl-C: nothing is retried
+        self._disk_full = threading.Event()  # no space for results: send nothing more
+        self._unsaved: dict[str, tuple[Step, StepOutput, dict[str, Any]]] = {}
         self._touched: set[str] = set()  # steps whose lock entries this run wrote
         self.abandoned = False  # interrupted twice: running steps were left behind
         self._stopped_by: str | None = None  # --fail-fast: the step whose failure stops the run
@@ -146,6 +157,8 @@ class Runner:
             self._walk(order)
         except KeyboardInterrupt:
             self.summary.interrupted = True
+            if self.abandoned:
+                raise Abandoned from None
             raise
         finally:
             self._finish()
@@ -180,7 +193,7 @@ class Runner:
 
     def _walk(self, order: list[str]) -> None:
         scheduler = Scheduler(self.workflow, order)
-        executor: ThreadExecutor[_Job, StepOutput] = ThreadExecutor(self.options.jobs)
+        executor = self._executor()
         try:
             while scheduler or executor:
                 while scheduler and executor.has_room():  # the rest wait here, not in a queue
@@ -200,12 +213,30 @@ class Runner:
         finally:
             executor.shutdown(abandon=self.abandoned)
 
-    def _drain(self, executor: ThreadExecutor[_Job, StepOutput]) -> None:
+    def _executor(self) -> Any:
+        """Threads; with ``--batch``, batch jobs for the API steps."""
+        if self.options.batch is None:
+            return ThreadExecutor[_Job, StepOutput](self.options.jobs)
+        from gemflow.engine.batch import BatchExecutor
+        from gemflow.engine.ledger import Ledger
+
+        folder = getattr(self.store, "directory", None)
+        return BatchExecutor(
+            self,
+            self.connection,
+            Ledger(folder / "batches" if folder is not None else None),
+            self.options.batch,
+            jobs=self.options.jobs,
+            notify=lambda message: self.emit(Notice(message, level="info")),
+        )
+
+    def _drain(self, executor: Any) -> None:
         """Interrupted: start nothing new, but keep what is already being paid for.
 
         Steps not yet started are cancelled. Calls in flight are waited for, so their results are
         stored; a second interrupt abandons them (their files are written atomically, or not at all).
         """
+        self._interrupted.set()
         started = executor.interrupt()
         if not started:
             return
@@ -222,11 +253,27 @@ class Runner:
                 self._collect(job, future)
         except KeyboardInterrupt:
             self.abandoned = True
+            self._abandoned.set()
+            self._keep_arrived(executor)
+
+    def _keep_arrived(self, executor: Any) -> None:
+        """Abandoned: answers already in hand are stored within a moment; a request still waiting
+        for its answer is given up (nothing is retried) and the run ends now."""
+        try:
+            for job, future in executor.finishing(timeout=ABANDON_GRACE):
+                self._collect(job, future)
+        except (TimeoutError, KeyboardInterrupt):
+            pass
 
     # -- one step ---------------------------------------------------------------------------------
 
     def _start(self, step: Step) -> _Job | None:
         """Decide ``step``. Returns a job when it must run for real; else records it as finished."""
+        waiting = [r.step for r in step.refs if r.step in self._pending]
+        if waiting:
+            self._pending.add(step.id)
+            self._report(step, Status.PENDING, reason("input-in-batch", step=waiting[0]))
+            return None
         failed = [r.step for r in step.refs if r.step in self._failed]
         if failed:
             self._failed.add(step.id)
@@ -293,6 +340,10 @@ class Runner:
             self._report(step, Status.FAILED, decision.reason, error=error)
             return None
         why = decision.reason if decision.status is Status.RUN else reason("corrupt")
+        if self._disk_full.is_set():
+            self._failed.add(step.id)
+            self._report(step, Status.BLOCKED, reason("disk-full"))
+            return None
         if self._stopped_by is not None:
             self._failed.add(step.id)
             self._report(step, Status.BLOCKED, reason("fail-fast", step=self._stopped_by))
@@ -301,8 +352,9 @@ class Runner:
         ctx = RunContext(
             self.connection,
             settings=SendSettings.of(step.params),
-            calls=StoreCallCache(self.store, self.service, refresh=forced),
+            calls=StoreCallCache(self.store, self.service, refresh=forced, step=key),
             notify=lambda message: self.emit(Notice(f"{step.id}: {message}", level="info")),
+            cancelled=self._abandoned.is_set,
         )
         return _Job(step, key, material, why, inputs, forced, ctx)
 
@@ -374,8 +426,10 @@ class Runner:
         """A dry run's verdict on ``step``: the status it would get, and the cost if it runs."""
         status = decision.status if decision else Status.RUN
         estimate = step.kind.estimate(step) if status is Status.RUN else Estimate()
+        price = BATCH_PRICE if self.options.batch is not None and step.uses_api else 1.0
         self._done[step.id] = _Done(key, decision.digest if decision else None)
-        self._report(step, status, why, api_calls=estimate.api_calls, usd=estimate.usd, key=key)
+        usd = estimate.usd * price
+        self._report(step, status, why, api_calls=estimate.api_calls, usd=usd, key=key)
 
     def _adopt(self, step: Step, key: str) -> None:
         entry = self.lock.entries[step.id]
@@ -406,7 +460,7 @@ class Runner:
     def _execute(self, job: _Job) -> StepOutput:
         """On a worker thread: run the step, holding its key's lock so that two gemflow processes
         never pay for one result: the second waits, then takes the first one's result."""
-        with self.store.lock(job.key):
+        with self.store.lock(job.key, cancelled=self._interrupted.is_set):
             if not job.forced and (reused := self._reuse(job)) is not None:
                 return reused
             return self._make(job)
@@ -422,16 +476,31 @@ class Runner:
 
     def _make(self, job: _Job) -> StepOutput:
         """Gather the input bytes, run the kind, store and write the result."""
-        step, ctx = job.step, job.ctx
+        images = self.images(job)
+        return self.keep(job, lambda: job.step.kind.run(job.step, images, job.ctx))
+
+    # The batch executor's hooks (gemflow.engine.batch): a job's inputs, keeping what it made.
+
+    def images(self, job: _Job) -> list[InputImage]:
+        """The step's inputs, checked against the digests its key was made from."""
         images = []
-        for ref, expected in zip(step.refs, job.inputs, strict=True):
+        for ref, expected in zip(job.step.refs, job.inputs, strict=True):
             data = self._input_bytes(ref.step, ref.path)
             if data is None or digest(data) != expected:
                 raise InputError(f"input {ref.text} changed while the run was going on")
             images.append(InputImage(ref.text, data))
+        return images
+
+    def reuse(self, job: _Job) -> StepOutput | None:
+        return None if job.forced else self._reuse(job)
+
+    def keep(self, job: _Job, outcome: Callable[[], StepOutput]) -> StepOutput:
+        """Run ``outcome`` (the kind's work), then store and write its result; a refusal is
+        remembered as an answer."""
+        step, ctx = job.step, job.ctx
         meta: dict[str, Any] = {"usage": ctx.tokens, "model_version": ctx.model_version}
         try:
-            result = step.kind.run(step, images, ctx)
+            result = outcome()
         except NoImageError as refused:
             job.refusal = remember(self.store, job.key, refused, {**meta, "step": step.id})
             raise
@@ -442,13 +511,22 @@ class Runner:
         if job.forced:
             meta["forced"] = True  # a shared store keeps it here even if its remote has another
         meta.update(result.meta, step=step.id, kind=step.kind.name, summary=result.summary)
-        result.meta = self.store.put(job.key, result.data, meta, result.attachments)
-        if result.meta["digest"] != digest(result.data) and (won := self.store.files(job.key)):
-            # a shared store (gemflow.cache.tiered) held another run's result for this key first:
-            # that one is the result, here as on every other machine
-            result.data, result.attachments = won
-            result.summary = result.meta.get("summary", result.summary)
-        self._write(step, result.data, result.attachments)
+        try:
+            result.meta = self.store.put(job.key, result.data, meta, result.attachments)
+            if result.meta["digest"] != digest(result.data) and (won := self.store.files(job.key)):
+                # a shared store (gemflow.cache.tiered) held another run's result for this key
+                # first: that one is the result, here as on every other machine
+                result.data, result.attachments = won
+                result.summary = result.meta.get("summary", result.summary)
+            self._write(step, result.data, result.attachments)
+        except (DiskFull, OSError) as exc:
+            if not isinstance(exc, DiskFull) and not is_no_space(exc):
+                raise
+            self._unsaved[job.key] = (step, result, meta)  # paid for: never thrown away
+            self._disk_full.set()
+            raise DiskFull(
+                f"{exc}: the run stopped; this answer is kept in memory until the run ends"
+            ) from None
         return result
 
     def _archive(self, step: Step, key: str, made: str) -> None:
@@ -476,6 +554,16 @@ class Runner:
             result = future.result()
         except ConfigError:
             raise  # no key, say: every API step would fail the same way, so stop the run
+        except Detached as detached:
+            self._pending.add(step.id)
+            self._report(
+                step,
+                Status.PENDING,
+                reason("in-batch"),
+                error=None,
+                result={"batch": str(detached)},
+            )
+            return
         except (GemflowError, OSError) as exc:
             if job.refusal is not None:
                 spent = {
@@ -633,22 +721,54 @@ class Runner:
     def _save_lock(self) -> None:
         """Write this run's entries over the lock file as it is now on disk, so that two runs on
         one workflow (different targets, say) do not undo each other's entries."""
-        latest = LockFile.load(self.lock.path) if self.lock.changed_on_disk() else self.lock
-        entries = {sid: e for sid, e in latest.entries.items() if sid in self.workflow.steps}
-        entries.update({sid: self.lock.entries[sid] for sid in self._touched})
-        latest.entries = entries
-        latest.save()
+        with exclusive(self.lock.path.parent):
+            latest = LockFile.load(self.lock.path) if self.lock.changed_on_disk() else self.lock
+            entries = {sid: e for sid, e in latest.entries.items() if sid in self.workflow.steps}
+            entries.update({sid: self.lock.entries[sid] for sid in self._touched})
+            latest.entries = entries
+            latest.save()
+
+    def _save_unsaved(self) -> None:
+        """Write the answers a full disk kept in memory, if there is room now; else say so."""
+        for key, (step, result, meta) in list(self._unsaved.items()):
+            try:
+                self.store.put(key, result.data, meta, result.attachments)
+                self._write(step, result.data, result.attachments)
+            except (DiskFull, OSError):
+                continue
+            del self._unsaved[key]
+        if self._unsaved:
+            names = ", ".join(step.id for step, _, _ in self._unsaved.values())
+            self.emit(
+                Notice(
+                    f"the disk is full: {len(self._unsaved)} answer(s) paid for could not be "
+                    f"kept ({names}); free some space and run again"
+                )
+            )
+        elif self._disk_full.is_set():
+            self.emit(Notice("the disk filled up during the run: every answer received was kept"))
 
     def _finish(self) -> None:
+        self._save_unsaved()
         for key in self.store.corrupt:
             self.emit(Notice(f"dropped a corrupt cache entry ({key})"))
         for message in getattr(self.store, "notices", ()):  # a remote tier's (cache/tiered.py)
             self.emit(Notice(message))
-        if not self.options.dry_run:
-            self._save_lock()
-        if self.memo.changed:
-            self.store.save_memo(self.memo.entries)
+        try:
+            if not self.options.dry_run:
+                self._save_lock()
+            if self.memo.changed:
+                self.store.save_memo(self.memo.entries)
+        except (DiskFull, OSError) as exc:
+            if not isinstance(exc, DiskFull) and not is_no_space(exc):
+                raise
+            self.emit(Notice(f"the lock file or the memo was not updated: {exc}"))
         self.emit(RunFinished(self.summary))
+
+
+class Abandoned(KeyboardInterrupt):
+    """Interrupted twice: requests still waiting for answers were given up; the process should
+    exit now rather than wait for them."""
 
 
 def _os_error(exc: OSError) -> str:

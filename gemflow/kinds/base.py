@@ -131,8 +131,10 @@ class RunContext:
         settings: SendSettings | None = None,
         calls: CallCache | None = None,
         notify: Callable[[str], None] = lambda message: None,
+        cancelled: Callable[[], bool] = lambda: False,
     ) -> None:
         self._connection = connection
+        self._cancelled = cancelled
         self._settings = settings
         self._calls = calls
         self.notify = notify  # tell the user something now (a long wait, say); thread-safe
@@ -145,20 +147,43 @@ class RunContext:
         """The answer to ``call``: from the per-call cache when ``call.sample`` is set and it holds
         one, else sent now. Transient failures are retried as the step's settings say; an error
         is raised after counting every request it took."""
-        request = call.request
-        if call.sample is None or self._calls is None:
-            response = self._send(request)
-        else:
-            cached = self._calls.get(request, call.sample)
-            response = cached if cached is not None else self._send(request)
-            if cached is None:
-                self._calls.put(request, call.sample, response)
-        if "IMAGE" in request.modalities and self.model_version is None:
-            self.model_version = response.model_version
+        response = self.recall(call)
+        if response is None:
+            response = self._send(call.request)
+            self.take(call, response, sent=0)  # _send counted its requests
         return response
 
-    def _send(self, request: ApiRequest) -> ApiResponse:
+    def recall(self, call: Call) -> ApiResponse | None:
+        """The answer the per-call cache holds for ``call`` (only calls with a sample number)."""
+        if call.sample is None or self._calls is None:
+            return None
+        response = self._calls.get(call.request, call.sample)
+        if response is not None:
+            self._note(call.request, response)
+        return response
+
+    def take(self, call: Call, response: ApiResponse, *, sent: int = 1, price: float = 1.0) -> None:
+        """Count and keep an answer to ``call`` obtained by the sender: ``sent`` requests, priced
+        at ``price`` times the table's (0.5: the Batch API's half price)."""
+        if sent:
+            self.api_calls += sent
+            self._count(call.request, response, price)
+        if call.sample is not None and self._calls is not None:
+            self._calls.put(call.request, call.sample, response)
+        self._note(call.request, response)
+
+    def _note(self, request: ApiRequest, response: ApiResponse) -> None:
+        if "IMAGE" in request.modalities and self.model_version is None:
+            self.model_version = response.model_version
+
+    def _count(self, request: ApiRequest, response: ApiResponse, price: float) -> None:
         from gemflow.models import spent
+
+        self.usd += price * spent(request, response.usage)
+        for name, count in response.usage.items():
+            self.tokens[name] = self.tokens.get(name, 0) + count
+
+    def _send(self, request: ApiRequest) -> ApiResponse:
         from gemflow.providers.resilient import attempts_of
 
         if self._connection is None:
@@ -171,16 +196,14 @@ class RunContext:
                 rpm=settings.rpm,
                 timeout=settings.timeout,
                 notify=self.notify,
+                cancelled=self._cancelled,
             )
         except GemflowError as error:
             self.api_calls += attempts_of(error)
             raise
-        response = sent.response
         self.api_calls += sent.attempts
-        self.usd += spent(request, response.usage)
-        for name, count in response.usage.items():
-            self.tokens[name] = self.tokens.get(name, 0) + count
-        return response
+        self._count(request, sent.response, 1.0)
+        return sent.response
 
 
 class CallCache(Protocol):

@@ -40,8 +40,8 @@ IMAGE_DEFAULTS: Mapping[str, Field] = {
     "system": Field("str", doc="system instruction"),
     "aspect_ratio": Field("str", doc='e.g. "16:9" (quoted or not)'),
     "image_size": Field("scalar", doc='"512", "1K", "2K" or "4K" as the model allows'),
-    "temperature": Field("number", minimum=0, maximum=2),
-    "seed": Field("int"),
+    "temperature": Field("number", minimum=0, maximum=2, doc="sampling temperature, 0 to 2"),
+    "seed": Field("int", doc="a fixed seed: the same request draws the same picture"),
     **SEND_FIELDS,
 }
 
@@ -99,7 +99,7 @@ class GeminiImageKind(ApiKind):
             "images": Field(
                 "refs", required=self.images_required, doc="step ids or files, in order"
             ),
-            "description": Field("str", in_key=False),
+            "description": Field("str", in_key=False, doc="a note for people; not in the key"),
             "expect": Field(
                 "str",
                 choices=("image", "refusal"),

@@ -41,6 +41,10 @@ LONG_PROMPT_WHY = "image models set long text poorly, and garbled text reads as 
 
 class Probe(ApiKind):
     name = "probe"
+    # 2: the instruction a model letters back is discounted, the control discounts only text
+    # unlike what "before" showed, high confidence needs two signals (issue 10). The calls are
+    # unchanged, so old probes are judged again from the per-call cache, sending nothing.
+    recipe_version = 2
     defaults: ClassVar[Mapping[str, Field]] = {
         "model": MODEL,
         "allow_unknown_model": ALLOW_UNKNOWN,
@@ -55,7 +59,7 @@ class Probe(ApiKind):
         "reader": Field(
             "str", doc="a text model id (default: [readers] in models.toml) or tesseract"
         ),
-        "description": Field("str", in_key=False),
+        "description": Field("str", in_key=False, doc="a note for people; not in the key"),
         **SEND_FIELDS,
     }
 

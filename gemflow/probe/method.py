@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 
 from gemflow.kinds.base import Call
 from gemflow.probe.battery import PROBES, ProbeSpec
-from gemflow.probe.compare import Comparison, compare, unexplained_words
+from gemflow.probe.compare import Comparison, Unexplained, compare, unexplained
 from gemflow.probe.reading import Picture, Reader
 from gemflow.probe.verdict import (
-    MIN_HIDDEN_WORDS,
     Finding,
     SampleVerdict,
     Verdict,
+    control_state,
     judge_context,
     judge_control,
     judge_sample,
@@ -77,8 +77,8 @@ class ProbeResult:
     image: bytes | None = None
     mime_type: str | None = None
     read: str | None = None
-    comparison: Comparison | None = None
-    unexplained: list[str] = field(default_factory=list)
+    comparison: Comparison | None = None  # current and canary probes
+    context: Unexplained | None = None  # before and after probes: what the instruction explains
     finding: Finding = field(default_factory=lambda: Finding.none("not judged"))
 
 
@@ -116,19 +116,29 @@ def battery(plan: Plan, reader: Reader) -> Battery:
 
 
 def _judge_sample(plan: Plan, results: list[ProbeResult], sample: int) -> Sample:
-    """Judge one sample's results, the control first: what it shows decides how much the "before"
-    probe is worth."""
-    control_invents = False
+    """Judge one sample's results. What the control shows, beside what the "before" probe shows,
+    decides how much the "before" probe is worth."""
+    control = _control(results)
     remarks: list[str] = []
-    for result in results:  # in plan.specs() order: the control first
+    for result in results:
         spec = PROBES[result.probe]
-        result.finding = _judge(plan, spec, result, control_invents=control_invents)
+        result.finding = _judge(plan, spec, result, control)
         if spec.shows == "control":
-            control_invents = len(result.unexplained) >= MIN_HIDDEN_WORDS
             remarks.append(f"{spec.name} (control): {result.finding.note}")
     results = sorted(results, key=lambda r: plan.probes.index(r.probe))
     findings = {r.probe: r.finding for r in results}
     return Sample(sample, results, judge_sample(findings, remarks))
+
+
+def _control(results: list[ProbeResult]) -> str:
+    """What the control showed, beside the before probe (see ``verdict.CONTROL_STATES``)."""
+    shown = {PROBES[r.probe].shows: r for r in results}
+    after, before = shown.get("control"), shown.get("context")
+    return control_state(
+        before.context if before is not None else None,
+        after.context if after is not None else None,
+        quiet=after is not None and after.outcome == "no_image",
+    )
 
 
 def _result(spec: ProbeSpec, sample: int, response: ApiResponse) -> ProbeResult:
@@ -150,11 +160,12 @@ def _compare(plan: Plan, spec: ProbeSpec, result: ProbeResult, read: str | None)
     result.read = read
     if read is None:
         return
+    prompt = spec.prompt(plan.quoted)
     if spec.shows in ("context", "control"):
-        result.unexplained = unexplained_words(read, spec.prompt(plan.quoted))
+        result.context = unexplained(read, prompt)
     else:
         canary = plan.canary if spec.shows == "quoted" else None
-        result.comparison = compare(spec.expected(plan.quoted), read, canary)
+        result.comparison = compare(spec.expected(plan.quoted), read, canary, prompt)
 
 
 def classify(response: ApiResponse) -> str:
@@ -168,21 +179,23 @@ def classify(response: ApiResponse) -> str:
     return "no_image"
 
 
-def _judge(plan: Plan, spec: ProbeSpec, result: ProbeResult, *, control_invents: bool) -> Finding:
+def _judge(plan: Plan, spec: ProbeSpec, result: ProbeResult, control: str) -> Finding:
     if result.outcome != "image":
         reason = result.block_reason or result.finish_reason or "no reason given"
         what = f"{result.outcome.replace('_', ' ')} ({reason})"
-        if spec.shows == "control":
-            return Finding.none(f"{what}, as expected: nothing comes after a request")
-        return Finding.none(f"{what}: no evidence either way")
+        if spec.shows == "control" and result.outcome == "no_image":
+            return Finding.none(f"{what}, as expected: nothing comes after a request", "control")
+        return Finding.none(f"{what}: no evidence either way", "refused")
     if result.read is None:
-        return Finding.none("the reader could not read the image")
+        return Finding.none("the reader could not read the image", "unread")
     if spec.shows == "context":
-        return judge_context(result.unexplained, control_invents=control_invents)
+        assert result.context is not None
+        return judge_context(result.context, control)
     if spec.shows == "control":
-        return judge_control(result.unexplained)
+        assert result.context is not None
+        return judge_control(result.context, control)
     if not result.read.strip():
-        return Finding.none("the image shows no text: the model did not letter it")
+        return Finding.none("the image shows no text: the model did not letter it", "blank")
     assert result.comparison is not None
     canary = plan.canary if spec.shows == "quoted" else None
     return judge_words(result.comparison, canary)

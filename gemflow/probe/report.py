@@ -39,6 +39,9 @@ def build_report(outcome: Outcome, *, step_id: str, reader: str) -> dict[str, An
         "repeat": plan.repeat,
         "verdict": verdict.verdict,
         "confidence": verdict.confidence,
+        "summary": verdict.summary,
+        "supported_by": verdict.supported_by,
+        "contradicted_by": verdict.contradicted_by,
         "why": verdict.why,
         "hidden_text": hidden_text(deciding),
         "recovered": {r.probe: r.read for r in deciding.results},
@@ -81,12 +84,13 @@ def encode_report(report: dict[str, Any]) -> bytes:
 
 
 def hidden_text(sample: Sample) -> str | None:
-    """Text the service put ahead of the user's words, if this sample caught any."""
+    """Text the service put ahead of the user's words, if this sample caught any: what the before
+    probe showed beyond its own instruction, else the words read in front of the user's."""
     for result in sample.results:
         if result.finding.signal != "rewritten":
             continue
-        if PROBES[result.probe].shows == "context":
-            return result.read
+        if result.context is not None:
+            return result.context.text
         if result.comparison is not None and result.comparison.leads:
             return result.comparison.leading_text
     return None
@@ -110,7 +114,12 @@ def _scores(samples: list[Sample]) -> dict[str, Any]:
             1 for r in results if r.comparison is not None and r.comparison.canary_found
         ),
         "hidden_words": max(
-            (len(r.unexplained) for r in results if PROBES[r.probe].shows == "context"), default=0
+            (
+                len(r.context.words)
+                for r in results
+                if r.context is not None and PROBES[r.probe].shows == "context"
+            ),
+            default=0,
         ),
     }
 
@@ -126,7 +135,7 @@ def _sample(sample: Sample, step_id: str) -> dict[str, Any]:
 
 
 def _result(result: ProbeResult, step_id: str) -> dict[str, Any]:
-    c = result.comparison
+    c, context = result.comparison, result.context
     return {
         "probe": result.probe,
         "outcome": result.outcome,
@@ -136,9 +145,11 @@ def _result(result: ProbeResult, step_id: str) -> dict[str, Any]:
         "image": image_name(step_id, result.probe, result.sample) if result.image else None,
         "read": result.read,
         "similarity": c.similarity if c else None,
-        "words_added": c.words_added if c else result.unexplained,
+        "words_added": c.words_added if c else context.words if context else [],
         "words_dropped": c.words_dropped if c else [],
         "words_misread": c.words_misread if c else [],
+        "words_moved": c.words_moved if c else [],
+        "instruction_echo": c.echoed if c else context.echoed if context else [],
         "leading_text": c.leading_text if c else "",
         "canary_found": c.canary_found if c else None,
         "signal": result.finding.signal,

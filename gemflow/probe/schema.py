@@ -71,6 +71,16 @@ PROBE_RESULT = _object(
         "words_misread": _doc(
             _TEXTS, '"sent→read" pairs of similar words: likely misspellings, not rewrites'
         ),
+        "words_moved": _doc(
+            _TEXTS,
+            "normalised words sent and read, but in another order (a reordering, or lines read "
+            "out of order)",
+        ),
+        "instruction_echo": _doc(
+            _TEXTS,
+            "normalised words read that repeat the probe's own instruction (a model lettering its "
+            "whole prompt): explained, so not counted as added or as text ahead of the request",
+        ),
         "leading_text": _doc(
             _TEXT,
             "words read before the expected text begins (text put in front of the user's "
@@ -124,11 +134,28 @@ SCHEMA: dict[str, Any] = {
                 "how strongly the evidence supports the verdict, 0..1 (0 when inconclusive): the "
                 "mean confidence of the samples that agree, times the share of samples that agree",
             ),
+            "summary": _doc(
+                _TEXT,
+                "the verdict in one sentence a user can act on: what was found, by which probes, "
+                "in how many samples, and what went the other way",
+            ),
+            "supported_by": _doc(
+                {"type": "array", "items": _PROBE},
+                "the probes whose findings support the verdict in the samples that agree with it "
+                "(after: the control confirmed what the before probe showed)",
+            ),
+            "contradicted_by": _doc(
+                {"type": "array", "items": _PROBE},
+                "the probes whose findings point the other way in those samples (for rewritten: "
+                "probes that read the user's words back intact, as they do when the only "
+                "rewriting is text put ahead of them)",
+            ),
             "why": _doc(_TEXTS, "why this verdict and this confidence, in words"),
             "hidden_text": _doc(
                 {"type": ["string", "null"]},
-                "text the service put ahead of the user's words, as read in the deciding sample "
-                "(the before probe's reading, or a current/canary probe's leading text); null if none",
+                "text the service put ahead of the user's words, as read in the deciding sample: "
+                "what the before probe showed beyond its own instruction (stretches joined by "
+                '" … "), or a current/canary probe\'s leading text; null if none',
             ),
             "recovered": _doc(
                 {

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from gemflow.providers.base import Provider
 from gemflow.providers.registry import api_of, provider_class, service_of
@@ -123,6 +124,17 @@ class Connection:
                         inner, retries=self._retries, rpm=self._rpm
                     )
             return self._providers[api]
+
+    def batches(self, model: str) -> Any:
+        """The Batch API of ``model``'s provider (``gemflow.providers.gemini_batch``)."""
+        from gemflow.errors import ConfigError
+        from gemflow.providers.gemini import GeminiProvider
+        from gemflow.providers.gemini_batch import GeminiBatches
+
+        inner = self.provider(model).inner
+        if not isinstance(inner, GeminiProvider):
+            raise ConfigError(f"the Batch API is not available for {model}")
+        return GeminiBatches(inner)
 
     def close(self) -> None:
         with self._lock:

@@ -6,10 +6,12 @@ happen, so ``gemflow --help`` and fully cached runs never pay for importing the 
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import importlib
 import os
 import re
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -95,10 +97,22 @@ class GeminiProvider:
             seed=request.seed,
             http_options=per_call if timeout else None,
         )
-        try:
+        with self.translated_errors(timeout):
             response = self._client.models.generate_content(
                 model=request.model, contents=contents, config=config
             )
+        return parse_response(response)
+
+    @property
+    def client(self) -> genai.Client:
+        """The google-genai client, for the Batch API (``gemflow.providers.gemini_batch``)."""
+        return self._client
+
+    @contextlib.contextmanager
+    def translated_errors(self, timeout: float | None = None) -> Iterator[None]:
+        """The one boundary where the SDK's and the transport's errors become ``ApiError``."""
+        try:
+            yield
         except genai_errors.APIError as exc:
             raise self._api_error(exc) from None
         except self._transport_errors as exc:
@@ -107,7 +121,6 @@ class GeminiProvider:
             if isinstance(exc, self._timeout_errors) and waited:
                 raise ApiError(f"no answer within {waited:g} s ({kind})") from None
             raise ApiError(self._redact(f"could not reach the API ({kind}: {exc})")) from None
-        return _parse(response)
 
     def _api_error(self, exc: genai_errors.APIError) -> ApiError:
         message = exc.message or str(exc.details) or "unknown error"
@@ -163,7 +176,7 @@ def _retry_info_delay(details: Any) -> float | None:
     return None
 
 
-def _parse(response: types.GenerateContentResponse) -> ApiResponse:
+def parse_response(response: types.GenerateContentResponse) -> ApiResponse:
     candidate = response.candidates[0] if response.candidates else None
     image = mime = None
     texts: list[str] = []

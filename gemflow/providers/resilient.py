@@ -240,12 +240,13 @@ class ResilientProvider:
         rpm: float | None = None,
         timeout: float | None = None,
         notify: Notify = _silent,
+        cancelled: Callable[[], bool] = lambda: False,
     ) -> Sent:
         """Send ``request`` until it is answered or not worth retrying.
 
         ``retries`` and ``rpm`` are the caller's (a step's) settings, used unless this provider
-        overrides them; ``timeout`` bounds each attempt. Raises the last ``ApiError``, marked with
-        the attempts made.
+        overrides them; ``timeout`` bounds each attempt; once ``cancelled()`` is true nothing is
+        retried. Raises the last ``ApiError``, marked with the attempts made.
         """
         policy = self._policy(retries)
         rpm = self.rpm if self.rpm is not None else rpm
@@ -256,6 +257,8 @@ class ResilientProvider:
             try:
                 return Sent(self.inner.generate(request, timeout=timeout), attempt)
             except ApiError as error:
+                if cancelled():  # the run was abandoned: no retry of what nobody waits for
+                    raise with_attempts(error, attempt) from None
                 wait = policy.delay(error, attempt, self._random())
                 notify(f"{_label(error)}; retry {attempt}/{policy.retries} in {_seconds(wait)}")
                 self._sleep(wait)

@@ -30,6 +30,7 @@ _STYLE = {
     Status.RUN: "green",
     Status.BLOCKED: "yellow",
     Status.FAILED: "bold red",
+    Status.PENDING: "magenta",
 }
 
 

@@ -15,10 +15,10 @@ import json
 import os
 import re
 import stat
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from gemflow.engine.graph import find_cycles
 from gemflow.errors import Problem, WorkflowError
@@ -46,6 +46,8 @@ TOP_LEVEL_KEYS = ("version", "defaults", "vars", "steps")
 STEP_KEYS = ("kind", "output", "matrix", "variants")  # accepted by every kind, besides its fields
 MAX_VARIANTS = 1000
 STEP_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*\Z")
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 # Keys of ``defaults`` that are about the run, not any step: kept in ``Workflow.settings``.
 RUN_SETTINGS = {
     "remote": Field("str", in_key=False, on_step=False, doc="the team cache: s3://… or gs://…"),
@@ -56,6 +58,25 @@ RUN_SETTINGS = {
 def load_workflow(path: str | os.PathLike[str], *, allow_outside: bool = False) -> Workflow:
     """Load and validate ``path``; raise ``WorkflowError`` listing every problem found."""
     return _Loader(Path(path), allow_outside=allow_outside).load()
+
+
+@dataclass(frozen=True)
+class Checked:
+    """What loading a workflow found: the workflow (None when invalid), problems and warnings."""
+
+    workflow: Workflow | None
+    problems: tuple[Problem, ...]
+    warnings: tuple[Problem, ...]
+
+
+def check_workflow(path: str | os.PathLike[str], *, allow_outside: bool = False) -> Checked:
+    """Load ``path`` and keep everything found, the warnings of an invalid workflow too."""
+    loader = _Loader(Path(path), allow_outside=allow_outside)
+    try:
+        workflow = loader.load()
+    except WorkflowError as exc:
+        return Checked(None, tuple(exc.problems), tuple(loader.warnings))
+    return Checked(workflow, (), workflow.warnings)
 
 
 def suggest(word: str, options: Iterable[str]) -> str:
@@ -105,6 +126,7 @@ class _Loader:
     # -- top level ------------------------------------------------------------------------------
 
     def load(self) -> Workflow:
+        self.check_lock_path()
         doc = self.parse()
         if not isinstance(doc, LineDict):
             self.problem(
@@ -136,6 +158,26 @@ class _Loader:
         return Workflow(
             path=self.path, steps=steps, warnings=tuple(self.warnings), settings=settings
         )
+
+    def check_lock_path(self) -> None:
+        """The lock file goes beside the workflow as ``<name>.lock``: it must not be the workflow
+        itself, nor the lock of a sibling (``a.yaml`` and ``a.yml`` would share ``a.lock``)."""
+        lock = self.path.with_suffix(".lock")
+        if lock == self.path:
+            self.problem(
+                None,
+                "a workflow file named *.lock would be overwritten by its own lock "
+                "file: name it .yaml",
+            )
+            raise self.fail()
+        for suffix in (".yaml", ".yml"):
+            twin = self.path.with_suffix(suffix)
+            if twin != self.path and twin.exists():
+                self.problem(
+                    None,
+                    f"{self.path.name} and {twin.name} would share {lock.name}: rename one of them",
+                )
+                raise self.fail()
 
     def parse(self) -> Any:
         text = self.read_text()
@@ -244,8 +286,9 @@ class _Loader:
     def load_steps(
         self, doc: LineDict, defaults: Mapping[str, Any], variables: Mapping[str, str]
     ) -> dict[str, Step]:
-        parsed: dict[str, _Parsed] = {}
-        groups: dict[str, list[str]] = {}
+        """Every step, checked as far as it can be: a step whose parameters have problems still
+        has its references and output checked, so one run of the loader finds them all."""
+        parsed: dict[str, list[_Parsed]] = {}
         for step_id, body in doc.items():
             line = doc.line_of(step_id)
             if not isinstance(step_id, str) or not STEP_ID.match(step_id):
@@ -260,52 +303,69 @@ class _Loader:
                 continue
             loaded = self.load_group(step_id, body, defaults, variables)
             if loaded:
-                parsed.update((p.instance.name, p) for p in loaded)
-                groups[step_id] = [p.instance.name for p in loaded]
+                parsed[step_id] = loaded
 
-        values = {name: dict(p.instance.values) for name, p in parsed.items()}
+        groups = {group: [p.instance.name for p in items] for group, items in parsed.items()}
+        values = {p.instance.name: dict(p.instance.values) for ps in parsed.values() for p in ps}
         steps: dict[str, Step] = {}
         outputs: dict[Path, str] = {}
-        for name, item in parsed.items():
-            resolved = self.resolve_refs(item, doc, groups, values)
-            output = self.resolve_output(item)
-            if resolved is None or output is None:
-                continue
-            params = self.expand_references(item, resolved)
-            if params is None:
-                continue
-            refs = tuple(ref for _, found in resolved for ref in found)
-            path, rel, fmt = output
-            if path in outputs:
-                hint = ""
-                if item.instance.values and item.body.get("output") is not None:
-                    keys = ", ".join(f"${{matrix.{k}}}" for k, _ in item.instance.values)
-                    hint = (
-                        f": put {keys} in 'output' so that each instance writes a file of its own"
-                    )
-                self.problem(
-                    item.body.line_of("output"),
-                    f"writes {rel}, as step '{outputs[path]}' does{hint}",
-                    name,
+        for group, items in parsed.items():
+            if len(items) == 1 and not items[0].instance.values:  # the common case, kept fast
+                made = [self.resolve_step(items[0], doc, groups, values, outputs)]
+            else:
+                made = self.each_instance(
+                    group,
+                    [(item.instance.name, item) for item in items],
+                    lambda item: self.resolve_step(item, doc, groups, values, outputs),
                 )
-                continue
-            outputs[path] = name
-            steps[name] = Step(
-                name,
-                item.kind,
-                params,
-                refs,
-                path,
-                rel,
-                fmt,
-                doc.line_of(item.group),
-                group=item.group if item.instance.values else "",
-                values=item.instance.values,
-                sample=item.instance.sample,
-            )
+            steps.update((step.id, step) for step in made if step is not None)
         self.check_outputs_are_not_inputs(steps)
         self.check_inputs_are_images(steps)
         return steps
+
+    def resolve_step(
+        self,
+        item: _Parsed,
+        doc: LineDict,
+        groups: Mapping[str, list[str]],
+        values: Mapping[str, Mapping[str, str]],
+        outputs: dict[Path, str],
+    ) -> Step | None:
+        """``item`` as a ``Step``: its references resolved and its output decided."""
+        name = item.instance.name
+        resolved = self.resolve_refs(item, doc, groups, values)
+        output = self.resolve_output(item)
+        if resolved is None or output is None:
+            return None
+        params = self.expand_references(item, resolved)
+        if params is None:
+            return None
+        path, rel, fmt = output
+        if path in outputs:
+            hint = ""
+            if item.instance.values and item.body.get("output") is not None:
+                keys = ", ".join(f"${{matrix.{k}}}" for k, _ in item.instance.values)
+                hint = f": put {keys} in 'output' so that each instance writes a file of its own"
+            self.problem(
+                item.body.line_of("output"),
+                f"writes {rel}, as step '{outputs[path]}' does{hint}",
+                name,
+            )
+            return None
+        outputs[path] = name
+        return Step(
+            name,
+            item.kind,
+            params,
+            tuple(ref for _, found in resolved for ref in found),
+            path,
+            rel,
+            fmt,
+            doc.line_of(item.group),
+            group=item.group if item.instance.values else "",
+            values=item.instance.values,
+            sample=item.instance.sample,
+        )
 
     def load_group(
         self,
@@ -314,11 +374,8 @@ class _Loader:
         defaults: Mapping[str, Any],
         variables: Mapping[str, str],
     ) -> list[_Parsed]:
-        """The step's instances, each with its parameters; empty when anything is wrong.
-
-        A problem every instance has is reported once, for the step; one that only some have
-        (a ratio one model refuses, say) is reported for each of those instances.
-        """
+        """The step's instances, each with its parameters (as far as they are valid); empty when
+        the step's kind or its matrix is wrong."""
         kind = self.load_kind(step_id, body)
         if kind is None:
             return []
@@ -330,31 +387,43 @@ class _Loader:
             step_id, [(k, [text for text, _, _ in vs]) for k, vs in matrix], variants
         )
         if len(instances) == 1 and not instances[0].values:
-            params = self.load_params(step_id, kind, body, defaults, variables, {})
-            if params is None:
-                return []
-            return [_Parsed(step_id, kind, params, body, instances[0], variables)]
+            params, bad = self.load_params(step_id, kind, body, defaults, variables, {})
+            return [_Parsed(step_id, kind, params, body, instances[0], variables, bad)]
         raw = {key: {text: (value, line) for text, value, line in vs} for key, vs in matrix}
-        outer = self.problems, self.warnings
-        problems: dict[tuple[int | None, str], list[str]] = {}
-        warnings: dict[tuple[int | None, str], list[str]] = {}
-        loaded: list[_Parsed] = []
-        for instance in instances:
-            self.problems, self.warnings = [], []
+
+        def load(instance: Instance) -> _Parsed:
             known = {**variables, **{f"matrix.{k}": v for k, v in instance.values}}
             fields = {k: raw[k][v] for k, v in instance.values if k in raw and k in kind.fields}
-            params = self.load_params(instance.name, kind, body, defaults, known, fields)
-            if params is not None:
-                loaded.append(_Parsed(step_id, kind, params, body, instance, known))
-            for found, into in ((self.problems, problems), (self.warnings, warnings)):
-                for item in found:
-                    into.setdefault((item.line, item.message), []).append(instance.name)
-        self.problems, self.warnings = outer
-        for into, report in ((problems, self.problem), (warnings, self.warn)):
+            params, bad = self.load_params(instance.name, kind, body, defaults, known, fields)
+            return _Parsed(step_id, kind, params, body, instance, known, bad)
+
+        return self.each_instance(step_id, [(i.name, i) for i in instances], load)
+
+    def each_instance(
+        self, step_id: str, items: list[tuple[str, _T]], work: Callable[[_T], _R]
+    ) -> list[_R]:
+        """``work`` on each instance of a step. A problem (or warning) that every instance has is
+        reported once, for the step; one that only some have, for each of those instances."""
+        if len(items) == 1 and items[0][0] == step_id:
+            return [work(items[0][1])]
+        outer = self.problems, self.warnings
+        found: dict[tuple[int | None, str], list[str]] = {}
+        warned: dict[tuple[int | None, str], list[str]] = {}
+        results: list[_R] = []
+        try:
+            for name, item in items:
+                self.problems, self.warnings = [], []
+                results.append(work(item))
+                for reported, into in ((self.problems, found), (self.warnings, warned)):
+                    for problem in reported:
+                        into.setdefault((problem.line, problem.message), []).append(name)
+        finally:
+            self.problems, self.warnings = outer
+        for into, report in ((found, self.problem), (warned, self.warn)):
             for (line, message), names in into.items():
-                for name in [step_id] if len(names) == len(instances) else names:
+                for name in [step_id] if len(names) == len(items) else names:
                     report(line, message, name)
-        return loaded if not problems else []
+        return results
 
     def load_kind(self, step_id: str, body: LineDict) -> StepKind | None:
         kind_name = body.get("kind")
@@ -482,40 +551,50 @@ class _Loader:
         defaults: Mapping[str, Any],
         variables: Mapping[str, str],
         matrix: Mapping[str, tuple[Any, int]],
-    ) -> dict[str, Any] | None:
+    ) -> tuple[dict[str, Any], frozenset[str]]:
         """The step's parameters: its own keys, ``matrix`` (an instance's values of the kind's
-        fields, with their lines) and the defaults the kind takes; None after a problem."""
+        fields, with their lines) and the defaults the kind takes; and the keys that had problems.
+
+        After a problem the parameters hold the keys that were right, so the step's references
+        and output can still be checked; the kind's own checks are not run on them (they would
+        report a missing value as if it had not been written)."""
         fields = kind.fields
         params: dict[str, Any] = {}
         lines = {key: line for key, (_, line) in matrix.items()}
-        ok = True
+        bad: set[str] = set()
         written = [(k, v, body.line_of(k)) for k, v in body.items() if k not in STEP_KEYS]
         for key, value, line in [*written, *((k, v, n) for k, (v, n) in matrix.items())]:
             spec = fields.get(key)
             if spec is None or not spec.on_step:
-                ok = False
+                bad.add(str(key))
                 self.problem(line, self.unknown_key_message(str(key), kind), step_id)
                 continue
             good, converted = self.convert(value, spec, variables, line, step_id, key)
-            ok = ok and good
             if good:
                 params[key] = converted
-        for key, spec in fields.items():
-            if spec.fills and key in params:
-                ok = self.fill_from_file(params, key, spec.fills, body, variables, step_id) and ok
+            else:
+                bad.add(key)
+        filled = {key: target for key, target in _fills(kind).items() if key in body}
+        for key, target in filled.items():
+            if key in params and not self.fill_from_file(
+                params, key, target, body, variables, step_id
+            ):
+                bad.update((key, target))
         params = kind.resolve(params, defaults)
         for key, spec in fields.items():
             if spec.required and params.get(key) is None and key not in body:
-                ok = False
+                if key in filled.values():
+                    continue  # the file that fills it is missing or wrong: reported there
+                bad.add(key)
                 where = " (on the step or in 'defaults')" if key in kind.defaults else ""
                 self.problem(body.line, f"missing '{key}'{where}", step_id)
-        if not ok:
-            return None
+        if bad:
+            return params, frozenset(bad)
         for key, message in kind.check(params):
             self.problem(lines.get(key or "") or body.line_of(key), message, step_id)
         for key, message in kind.warnings(params):
             self.warn(lines.get(key or "") or body.line_of(key), message, step_id)
-        return params
+        return params, frozenset()
 
     def fill_from_file(
         self,
@@ -703,7 +782,7 @@ class _Loader:
         if written is None:
             stem = f"{item.group}/{item.instance.slug}" if item.instance.values else name
             written = kind.default_output(stem, fmt)
-        elif FORMAT_BY_SUFFIX.get(suffix or "") != fmt:
+        elif FORMAT_BY_SUFFIX.get(suffix or "") != fmt and "format" not in item.bad:
             if kind.uses_api and fmt == "png":
                 message = (
                     f"{kind.name} steps write PNG: name the output .png and add a resize step to "
@@ -804,6 +883,12 @@ class _Loader:
             self.problem(
                 doc.line_of(cycle[0]), f"steps depend on each other in a cycle: {path}", cycle[0]
             )
+
+
+@functools.cache
+def _fills(kind: StepKind) -> dict[str, str]:
+    """The kind's file fields, each with the parameter its file's text becomes."""
+    return {key: spec.fills for key, spec in kind.fields.items() if spec.fills}
 
 
 def _file_type(path: Path) -> str | None:
@@ -929,6 +1014,7 @@ class _Parsed:
     body: LineDict
     instance: Instance
     variables: Mapping[str, str] = field(default_factory=dict)
+    bad: frozenset[str] = frozenset()  # keys with problems (reported): params lacks them
 
 
 def _matrix_text(value: Any) -> str | None:

@@ -1,0 +1,78 @@
+"""``gemflow batch status|resume|cancel``: the Batch API jobs a workflow's runs submitted."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+if TYPE_CHECKING:
+    from gemflow.engine.ledger import Ledger
+
+from gemflow.cli.app import cache_dir_option, cli
+
+
+@cli.group()
+def batch() -> None:
+    """Batch API jobs: what is pending, collect the answers, cancel."""
+
+
+def _ledger(workflow: Path, cache_dir: Path | None) -> Ledger:
+    from gemflow.cache.local import default_cache_dir
+    from gemflow.engine.ledger import Ledger
+
+    return Ledger((cache_dir or default_cache_dir(workflow.absolute())) / "batches")
+
+
+@batch.command()
+@click.argument("workflow", type=click.Path(path_type=Path, dir_okay=False))
+@cache_dir_option
+def status(workflow: Path, cache_dir: Path | None) -> None:
+    """The batch jobs this cache is waiting for, as last seen (a run updates them)."""
+    records = _ledger(workflow, cache_dir).records()
+    if not records:
+        click.echo("no batch jobs pending")
+        return
+    for record in records:
+        hours = (time.time() - record.created) / 3600
+        state = record.state.removeprefix("JOB_STATE_").lower()
+        click.echo(
+            f"{record.job or '(not created)'}  {record.model}  {len(record.keys)} requests  "
+            f"{state}  submitted {hours:.1f} h ago"
+        )
+    click.echo(
+        f"{len(records)} job{'s' * (len(records) != 1)} pending: gemflow batch resume "
+        f"{workflow} collects the answers"
+    )
+
+
+@batch.command()
+@click.argument("workflow", type=click.Path(path_type=Path, dir_okay=False))
+@click.pass_context
+def resume(ctx: click.Context, workflow: Path) -> None:
+    """Collect the answers of finished jobs and go on (gemflow run WORKFLOW --batch)."""
+    from gemflow.cli.run import run
+
+    ctx.invoke(run, names=(str(workflow),), batch=True)
+
+
+@batch.command()
+@click.argument("workflow", type=click.Path(path_type=Path, dir_okay=False))
+@cache_dir_option
+@click.option("--emulator", is_flag=True, help="The jobs are the built-in emulator's.")
+@click.option("--base-url", metavar="URL", help="The API endpoint the jobs were sent to.")
+def cancel(workflow: Path, cache_dir: Path | None, emulator: bool, base_url: str | None) -> None:
+    """Cancel every pending job; their requests are asked again by the next run."""
+    from gemflow.session import open_session
+
+    ledger = _ledger(workflow, cache_dir)
+    records = [r for r in ledger.records() if r.job]
+    with open_session(workflow, emulator=emulator, base_url=base_url, cache="memory:") as session:
+        for record in records:
+            assert record.job is not None
+            session.connection.batches(record.model).cancel(record.job)
+            ledger.remove(record.display_name)
+            click.echo(f"cancelled {record.job}")
+    click.echo(f"{len(records)} job{'s' * (len(records) != 1)} cancelled")

@@ -1,0 +1,75 @@
+"""The batch ledger: never submit a batch job twice.
+
+A job's display name is made from the keys it answers, so a run that starts again with the same
+requests pending finds the same name. The record is written *before* the job is created and gets
+the job's name right after; a run that finds a record resumes that job, or adopts it from the
+service's list by display name if the run that created it died before learning its name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from gemflow.fileio import write_atomic
+
+PREFIX = "gemflow-"
+
+
+@dataclass
+class Record:
+    display_name: str
+    model: str
+    keys: list[str]
+    job: str | None = None  # batches/..., once created
+    state: str = "RECORDED"  # JOB_STATE_... once known
+    created: float = field(default_factory=time.time)
+
+
+def display_name(model: str, keys: Iterable[str]) -> str:
+    """The same requests, the same name: ``gemflow-<model>-<hash of the keys>``."""
+    digest = hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()[:20]
+    return f"{PREFIX}{model}-{digest}"
+
+
+class Ledger:
+    """Records in ``folder`` (one JSON file each), or in memory when there is no folder."""
+
+    def __init__(self, folder: Path | None) -> None:
+        self.folder = folder
+        self._memory: dict[str, Record] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: str) -> Record | None:
+        if self.folder is None:
+            return self._memory.get(name)
+        path = self.folder / f"{name}.json"
+        try:
+            return Record(**json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def put(self, record: Record) -> None:
+        with self._lock:
+            if self.folder is None:
+                self._memory[record.display_name] = record
+                return
+            data = json.dumps(asdict(record), sort_keys=True).encode()
+            write_atomic(self.folder / f"{record.display_name}.json", data, durable=True)
+
+    def remove(self, name: str) -> None:
+        if self.folder is None:
+            self._memory.pop(name, None)
+        else:
+            (self.folder / f"{name}.json").unlink(missing_ok=True)
+
+    def records(self) -> list[Record]:
+        if self.folder is None:
+            return list(self._memory.values())
+        found = (self.get(p.stem) for p in sorted(self.folder.glob(f"{PREFIX}*.json")))
+        return [r for r in found if r is not None]
