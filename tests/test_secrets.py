@@ -1,0 +1,55 @@
+"""Secrets stay secret: the API key, and credentials written into a base URL, never reach the
+lock file, the store, ``--json`` or the terminal, whatever the server sends back."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import Result
+from conftest import FAKE_KEY, Project
+
+from gemflow.providers.registry import service_of
+
+ONE_STEP = """\
+version: 1
+defaults: {model: gemini-3.1-flash-image}
+steps:
+  apple: {kind: generate, prompt: A red apple.}
+"""
+
+
+def assert_nowhere(project: Project, result: Result, secret: str) -> None:
+    """``secret`` is in no file of the project (outputs, lock file, store) and in no output."""
+    assert secret not in result.stdout
+    assert secret not in result.stderr
+    for path in project.root.rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
+
+
+@pytest.mark.parametrize(
+    ("url", "service"),
+    [
+        ("http://bob:s3cret@example.com:8080/gemini", "http://example.com:8080/gemini"),
+        ("https://bob@example.com", "https://example.com"),
+        ("https://example.com/v?key=AIzaSECRET&x=1", "https://example.com/v"),
+        ("https://example.com/#token", "https://example.com/"),
+        ("http://bob:pw@[::1]:9000", "http://[::1]:9000"),
+        ("https://example.com", "https://example.com"),
+    ],
+)
+def test_the_service_of_a_base_url_carries_no_credentials(url: str, service: str) -> None:
+    assert service_of(url) == service
+
+
+def test_credentials_in_the_base_url_reach_neither_the_lock_nor_the_json(project: Project) -> None:
+    project.write(ONE_STEP)
+    url = project.emulator.url.replace("http://", "http://bob:s3cret-pw@")
+    result = project.cli("run", str(project.workflow), "--base-url", url, "--json")
+    doc = json.loads(result.stdout)
+    assert doc["service"] == project.emulator.url
+    assert project.lock["steps"]["apple"]["params"]["service"] == project.emulator.url
+    assert len(project.calls()) == 1
+    assert_nowhere(project, result, "s3cret-pw")
+    assert_nowhere(project, result, FAKE_KEY)
