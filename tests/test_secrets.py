@@ -19,6 +19,11 @@ steps:
 """
 
 
+def with_fault(name: str) -> str:
+    """The workflow, its step's prompt asking the emulator for fault ``name``."""
+    return ONE_STEP.replace("A red apple.", f"'A red apple. [[emulator:{name}]]'")
+
+
 def assert_nowhere(project: Project, result: Result, secret: str) -> None:
     """``secret`` is in no file of the project (outputs, lock file, store) and in no output."""
     assert secret not in result.stdout
@@ -53,3 +58,44 @@ def test_credentials_in_the_base_url_reach_neither_the_lock_nor_the_json(project
     assert len(project.calls()) == 1
     assert_nowhere(project, result, "s3cret-pw")
     assert_nowhere(project, result, FAKE_KEY)
+
+
+def test_a_key_echoed_in_an_answer_is_redacted_everywhere(project: Project) -> None:
+    project.write(with_fault("echo_key"))
+    result = project.run("--json", expect=1)
+    (step,) = json.loads(result.stdout)["steps"]
+    assert step["error"] == (
+        "no image returned (text only): Your request with API key [redacted] cannot be drawn. "
+        "(emulated fault)"
+    )
+    assert "[redacted]" in result.stderr
+    assert_nowhere(project, result, FAKE_KEY)
+
+
+def test_the_provider_redacts_the_key_from_the_texts_of_an_answer(project: Project) -> None:
+    from gemflow.providers.base import ApiRequest
+    from gemflow.providers.gemini import GeminiProvider
+
+    url = project.emulator.url.replace("http://", "http://bob:s3cret-pw@")
+    provider = GeminiProvider(FAKE_KEY, base_url=url)
+    try:
+        project.emulator.faults.push("echo_key")
+        answer = provider.generate(ApiRequest(model="gemini-3.1-flash-image", prompt="An apple."))
+    finally:
+        provider.close()
+    assert answer.texts == [
+        "Your request with API key [redacted] cannot be drawn. (emulated fault)"
+    ]
+
+
+def test_the_provider_redacts_the_key_in_any_form_and_the_url_credentials() -> None:
+    from gemflow.providers.gemini import GeminiProvider
+
+    provider = GeminiProvider(FAKE_KEY, base_url="http://bob:s3cret-pw@proxy.example/?token=t0ken")
+    try:
+        echoed = f"{FAKE_KEY} {FAKE_KEY.encode()!r} bob:s3cret-pw s3cret-pw t0ken"
+        assert (
+            provider.redact(echoed) == "[redacted] b'[redacted]' [redacted] [redacted] [redacted]"
+        )
+    finally:
+        provider.close()

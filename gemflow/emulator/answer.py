@@ -61,9 +61,16 @@ class Answerer:
         self._takes = Takes()
 
     def answer(
-        self, info: ModelInfo, request: GenerateRequest, record: dict[str, Any], *, text_only: bool
+        self,
+        info: ModelInfo,
+        request: GenerateRequest,
+        record: dict[str, Any],
+        *,
+        text_only: bool,
+        key: str = "",
     ) -> dict[str, Any]:
-        """The generate answer body. Raises ApiFailure for HTTP faults, Dropped when stopped."""
+        """The generate answer body. Raises ApiFailure for HTTP faults, Dropped when stopped.
+        ``key`` is the request's API key, for a fault that echoes it (never logged)."""
         if self.faults.latency and self.stopping.wait(self.faults.latency):
             raise Dropped
         fault = self._fault(request, record)
@@ -74,7 +81,7 @@ class Answerer:
         if fault in HTTP_FAULTS:
             raise self._http_fault(fault)
         if fault:
-            return self._content_fault(info, request, fault)
+            return self._content_fault(info, request, fault, key)
         if text_only or not request.wants_image:
             return self._text_answer(info, request)
         return self._image_answer(info, request)
@@ -101,12 +108,12 @@ class Answerer:
         )
 
     def _content_fault(
-        self, info: ModelInfo, request: GenerateRequest, fault: str
+        self, info: ModelInfo, request: GenerateRequest, fault: str, key: str = ""
     ) -> dict[str, Any]:
         thoughts = THOUGHTS_TOKENS if thinks(info.id) and fault != "blocked" else 0
         usage = usage_metadata(info, request, output=[], thoughts=thoughts)
         envelope = _envelope(info, self._scene(info, request), request, usage)
-        return {**content_fault_body(fault), **envelope}
+        return {**content_fault_body(fault, key), **envelope}
 
     def _scene(self, info: ModelInfo, request: GenerateRequest, drawn: str | None = None) -> Scene:
         return Scene(

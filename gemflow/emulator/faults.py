@@ -17,6 +17,7 @@ Fault names::
     no_image      200, finishReason NO_IMAGE and no content
     text_only     200, finishReason STOP with only a text refusal
     blocked       200, no candidates, promptFeedback.blockReason SAFETY
+    echo_key      200, finishReason STOP, a text part quoting the API key the request carried
     hang          no answer for 30 s (or until the emulator stops), then a normal answer
 """
 
@@ -56,6 +57,7 @@ CONTENT_FAULTS = (
     "no_image",
     "text_only",
     "blocked",
+    "echo_key",
 )
 FAULT_NAMES: tuple[str, ...] = (*HTTP_FAULTS, *CONTENT_FAULTS, "hang")
 HANG_SECONDS = 30.0
@@ -159,8 +161,9 @@ def _check_rates(rates: dict[str, float]) -> None:
         raise ValueError(f"fault rates add up to more than 1: {sum(rates.values()):g}")
 
 
-def content_fault_body(fault: str) -> dict[str, Any]:
-    """The 200 body (without usage and ids) for a fault that answers without an image."""
+def content_fault_body(fault: str, key: str = "") -> dict[str, Any]:
+    """The 200 body (without usage and ids) for a fault that answers without an image; ``key`` is
+    the API key the request carried (what ``echo_key`` quotes)."""
     if fault == "blocked":
         return {"promptFeedback": {"blockReason": "SAFETY"}}
     candidate: dict[str, Any] = {"index": 0}
@@ -173,6 +176,10 @@ def content_fault_body(fault: str) -> dict[str, Any]:
         candidate["finishReason"] = "NO_IMAGE"
     elif fault == "text_only":
         candidate["content"] = {"role": "model", "parts": [{"text": _REFUSAL}]}
+        candidate["finishReason"] = "STOP"
+    elif fault == "echo_key":
+        text = f"Your request with API key {key} cannot be drawn. (emulated fault)"
+        candidate["content"] = {"role": "model", "parts": [{"text": text}]}
         candidate["finishReason"] = "STOP"
     else:
         raise ValueError(f"{fault!r} is not a content fault")

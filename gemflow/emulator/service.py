@@ -78,7 +78,7 @@ class Service:
             if endpoint == "countTokens":
                 return self._count_tokens(version, model, payload, record)
             return self._generate(
-                version, model, payload, record, stream=endpoint == "streamGenerateContent"
+                version, model, payload, record, stream=endpoint == "streamGenerateContent", key=key
             )
         except ApiFailure as failure:
             return failure.reply()
@@ -129,6 +129,7 @@ class Service:
         record: dict[str, Any],
         *,
         stream: bool,
+        key: str = "",
     ) -> Reply:
         method = "streamGenerateContent" if stream else "generateContent"
         info = find_model(model_id, version, method, self.extra_models)
@@ -138,7 +139,7 @@ class Service:
         text_only = is_text_model(info)
         if text_only:
             refuse_image_modality(info, request)
-        answer = self.answerer.answer(info, request, record, text_only=text_only)
+        answer = self.answerer.answer(info, request, record, text_only=text_only, key=key)
         if stream:
             return Reply(200, b"data: " + dump(answer) + b"\r\n\r\n", "text/event-stream")
         return Reply(200, dump(answer))

@@ -7,13 +7,16 @@ happen, so ``gemflow --help`` and fully cached runs never pay for importing the 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import email.utils
 import importlib
 import os
 import re
+import typing
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from google import genai
 from google.genai import errors as genai_errors
@@ -65,7 +68,7 @@ class GeminiProvider:
         timeout: float | None = DEFAULT_TIMEOUT,
         service: str | None = None,
     ):
-        self._secret = api_key
+        self._secrets = _secrets(api_key, base_url)
         self._timeout = timeout
         self.service = service if service is not None else service_of(base_url)
         options = types.HttpOptions(base_url=base_url, timeout=_milliseconds(timeout))
@@ -101,7 +104,7 @@ class GeminiProvider:
             response = self._client.models.generate_content(
                 model=request.model, contents=contents, config=config
             )
-        return parse_response(response)
+        return self.redacted(parse_response(response))
 
     @property
     def client(self) -> genai.Client:
@@ -120,20 +123,54 @@ class GeminiProvider:
             waited = timeout or self._timeout
             if isinstance(exc, self._timeout_errors) and waited:
                 raise ApiError(f"no answer within {waited:g} s ({kind})") from None
-            raise ApiError(self._redact(f"could not reach the API ({kind}: {exc})")) from None
+            raise ApiError(self.redact(f"could not reach the API ({kind}: {exc})")) from None
 
     def _api_error(self, exc: genai_errors.APIError) -> ApiError:
         message = exc.message or str(exc.details) or "unknown error"
         return ApiError(
-            self._redact(message),
+            self.redact(message),
             code=exc.code,
             status=exc.status,
             retry_delay=server_retry_delay(exc),
         )
 
-    def _redact(self, text: str) -> str:
-        """Errors can echo request details; the key never leaves this object."""
-        return text.replace(self._secret, "[redacted]") if self._secret else text
+    def redacted(self, response: ApiResponse) -> ApiResponse:
+        """``response`` with the secrets taken out of every text the server sent back."""
+        text = self.redact
+        return dataclasses.replace(
+            response,
+            texts=[text(t) for t in response.texts],
+            finish_reason=text(response.finish_reason),
+            block_reason=text(response.block_reason),
+            model_version=text(response.model_version),
+            response_id=text(response.response_id),
+        )
+
+    @typing.overload
+    def redact(self, text: str) -> str: ...
+    @typing.overload
+    def redact(self, text: None) -> None: ...
+
+    def redact(self, text: str | None) -> str | None:
+        """A server can echo what it was sent, in errors and answers alike: the key (and any
+        credentials in the base URL) never leaves this object."""
+        if text is None:
+            return None
+        for secret in self._secrets:
+            text = text.replace(secret, "[redacted]")
+        return text
+
+
+def _secrets(api_key: str, base_url: str | None) -> tuple[str, ...]:
+    """Every form in which a secret may come back, longest first: the key as it is and as a repr
+    escapes it, and the credentials and query values written into the base URL. Anything under
+    4 characters is left out: replacing it everywhere would garble texts and hide nothing."""
+    found = {api_key, repr(api_key)[1:-1], repr(api_key.encode("utf-8", "replace"))[2:-1]}
+    if base_url:
+        url = urlsplit(base_url)
+        userinfo = url.netloc.rpartition("@")[0]
+        found |= {userinfo, url.password or "", *(value for _, value in parse_qsl(url.query))}
+    return tuple(sorted((s for s in found if len(s) >= 4), key=len, reverse=True))
 
 
 def _milliseconds(seconds: float | None) -> int | None:

@@ -10,6 +10,7 @@ thousand images are never in memory at once. SDK and transport errors are transl
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -101,11 +102,11 @@ class GeminiBatches:
                     src=str(uploaded.name),
                     config=types.CreateBatchJobConfig(display_name=display_name),
                 )
-        return _job(job)
+        return self._job(job)
 
     def get(self, name: str) -> Job:
         with self._translated():
-            return _job(self._client.batches.get(name=name))
+            return self._job(self._client.batches.get(name=name))
 
     def find(self, display_name: str) -> Job | None:
         """The job called ``display_name``, if one was created (a run that died right after
@@ -113,7 +114,7 @@ class GeminiBatches:
         with self._translated():
             for job in self._client.batches.list(config=types.ListBatchJobsConfig(page_size=100)):
                 if job.display_name == display_name:
-                    return _job(job)
+                    return self._job(job)
         return None
 
     def cancel(self, name: str) -> None:
@@ -131,11 +132,22 @@ class GeminiBatches:
         with path.open(encoding="utf-8") as lines:
             for line in lines:
                 if line.strip():
-                    yield _item(json.loads(line))
+                    yield self._redacted(*_item(json.loads(line)))
         path.unlink(missing_ok=True)
 
     def _translated(self) -> Any:
         return self._provider.translated_errors()
+
+    def _job(self, job: types.BatchJob) -> Job:
+        found = _job(job)
+        return dataclasses.replace(found, error=self._provider.redact(found.error))
+
+    def _redacted(
+        self, key: str, answer: ApiResponse | ItemError
+    ) -> tuple[str, ApiResponse | ItemError]:
+        if isinstance(answer, ItemError):
+            return key, ItemError(answer.code, self._provider.redact(answer.message))
+        return key, self._provider.redacted(answer)
 
 
 def _job(job: types.BatchJob) -> Job:
