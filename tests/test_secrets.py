@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from click.testing import Result
+from click.testing import CliRunner, Result
 from conftest import FAKE_KEY, Project
 
+from gemflow.cli import cli
+from gemflow.errors import ConfigError
 from gemflow.providers.registry import service_of
 
 ONE_STEP = """\
@@ -99,3 +101,37 @@ def test_the_provider_redacts_the_key_in_any_form_and_the_url_credentials() -> N
         )
     finally:
         provider.close()
+
+
+@pytest.mark.parametrize(
+    ("key", "what"),
+    [
+        (f"{FAKE_KEY}\r\nX-Injected: 1", "a line break at character 35"),
+        (f"{FAKE_KEY[:10]}\x07{FAKE_KEY[10:]}", "a control character at character 11"),
+        (f"{FAKE_KEY}é", "a non-ASCII character at character 35"),
+    ],
+    ids=["crlf", "bell", "non-ascii"],
+)
+def test_a_key_an_http_header_cannot_carry_stops_the_run_before_any_request(
+    project: Project, key: str, what: str
+) -> None:
+    project.write(ONE_STEP)
+    env = {"GEMINI_API_KEY": key, "GEMFLOW_CACHE_DIR": str(project.root / "cache")}
+    argv = ["run", str(project.workflow), "--base-url", project.emulator.url, "--json"]
+    result = CliRunner().invoke(cli, argv, env=env, catch_exceptions=False)
+    message = f"GEMINI_API_KEY holds {what}, which an HTTP header cannot carry: set the key again"
+    assert result.exit_code == 3, result.output
+    assert result.stderr.endswith(f"\nerror: {message}\n")
+    doc = json.loads(result.stdout)
+    assert (doc["exit_code"], doc["errors"]) == (3, [{"message": message}])
+    assert project.emulator.requests == []
+    assert_nowhere(project, result, FAKE_KEY[10:])
+
+
+def test_a_key_given_in_python_is_checked_the_same_way(project: Project) -> None:
+    import gemflow
+
+    project.write(ONE_STEP)
+    with pytest.raises(ConfigError, match=r"^the API key given holds a line break at character 35"):
+        gemflow.run(project.workflow, api_key=FAKE_KEY + "\n", base_url=project.emulator.url)
+    assert project.emulator.requests == []

@@ -11,7 +11,7 @@ from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from gemflow.errors import GemflowError, StepError
+from gemflow.errors import ApiError, StepError
 from gemflow.providers.base import SendSettings
 
 if TYPE_CHECKING:
@@ -198,7 +198,7 @@ class RunContext:
                 notify=self.notify,
                 cancelled=self._cancelled,
             )
-        except GemflowError as error:
+        except ApiError as error:  # sent, perhaps several times (no key: nothing was sent)
             self.api_calls += attempts_of(error)
             raise
         self.api_calls += sent.attempts

@@ -33,11 +33,35 @@ def api_key_from_env() -> str:
     """The API key as the SDK would find it; a missing key is one line saying what to set."""
     for name in KEY_VARIABLES:
         if value := os.environ.get(name, "").strip():
-            return value
+            return checked_key(value, name)
     raise ConfigError(
         "no API key: set GEMINI_API_KEY (or GOOGLE_API_KEY), "
         "or pass --emulator to run on the built-in emulator"
     )
+
+
+def checked_key(key: str, source: str) -> str:
+    """``key``, if an HTTP header can carry it: else a ``ConfigError`` naming ``source`` (where the
+    key came from) and what is wrong, never the key.
+
+    Checked before any request: the SDK would send a line break as a header (refused by the
+    transport with the key in its message, escaped beyond redaction) or fail on non-ASCII, and
+    either would be retried like a network error.
+    """
+    for index, char in enumerate(key, start=1):
+        if " " <= char <= "~":
+            continue
+        if char in "\r\n":
+            what = "a line break"
+        elif char.isascii():
+            what = "a control character"
+        else:
+            what = "a non-ASCII character"
+        raise ConfigError(
+            f"{source} holds {what} at character {index}, which an HTTP header cannot carry: "
+            "set the key again"
+        )
+    return key
 
 
 def _transport_errors(name: str = "TransportError") -> tuple[type[BaseException], ...]:
