@@ -28,6 +28,8 @@ from __future__ import annotations
 import errno
 from dataclasses import dataclass
 
+from gemflow.outside import one_line
+
 EXIT_OK = 0
 EXIT_STEP_FAILED = 1
 EXIT_USAGE = 2
@@ -132,5 +134,6 @@ class NoImageError(StepError):
     def __init__(self, reason: str, text: str = "") -> None:
         self.reason = reason
         self.text = text
-        detail = f": {text.strip()[:300]}" if text.strip() else ""
+        shown = one_line(text)[:300]  # a model's words, shown in one line of a report
+        detail = f": {shown}" if shown else ""
         super().__init__(f"no image returned ({reason}){detail}")

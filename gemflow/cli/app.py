@@ -53,13 +53,18 @@ class _Gemflow(click.Group):
                 os._exit(EXIT_INTERRUPTED)
             raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
         except WorkflowError as exc:
+            from gemflow.outside import visible
+
             for problem in exc.problems:
-                click.echo(f"error: {problem}", err=True)
+                click.echo(f"error: {visible(str(problem))}", err=True)
             count = len(exc.problems)
             click.echo(f"{count} problem{'s' * (count != 1)}; nothing was run", err=True)
             raise click.exceptions.Exit(exc.exit_code) from None
         except GemflowError as exc:
-            click.echo(f"error: {exc}", err=True)
+            from gemflow.outside import visible
+
+            shown = "\n".join(visible(line) for line in str(exc).split("\n"))
+            click.echo(f"error: {shown}", err=True)
             raise click.exceptions.Exit(exc.exit_code) from None
 
 

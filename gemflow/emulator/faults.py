@@ -12,6 +12,7 @@ Fault names::
     429           HTTP 429 RESOURCE_EXHAUSTED, RetryInfo detail and Retry-After header
     500           HTTP 500 INTERNAL
     503           HTTP 503 UNAVAILABLE, RetryInfo detail and Retry-After header
+    escapes       HTTP 400 whose message holds terminal escape sequences and a line break
     image_safety  200, finishReason IMAGE_SAFETY, a text part and no image
     prohibited    200, finishReason PROHIBITED_CONTENT and no content
     no_image      200, finishReason NO_IMAGE and no content
@@ -48,6 +49,11 @@ HTTP_FAULTS: dict[str, tuple[int, str, str]] = {
         503,
         "UNAVAILABLE",
         "The model is overloaded. Please try again later. (emulated fault)",
+    ),
+    "escapes": (  # a hostile server: terminal escape sequences, a line break, a bidi override
+        400,
+        "INVALID_ARGUMENT",
+        "Bad request \x1b[2J\x1b]0;pwned\x07\x1b[31mred\x1b[0m\r\nfake line\u202e (emulated fault)",
     ),
 }
 RETRYABLE_WITH_DELAY = frozenset({"429", "503"})

@@ -23,6 +23,7 @@ from google.genai import errors as genai_errors
 from google.genai import types
 
 from gemflow.errors import ApiError, ConfigError
+from gemflow.outside import one_line
 from gemflow.providers.base import DEFAULT_TIMEOUT, ApiRequest, ApiResponse
 from gemflow.providers.registry import service_of
 
@@ -147,16 +148,20 @@ class GeminiProvider:
             waited = timeout or self._timeout
             if isinstance(exc, self._timeout_errors) and waited:
                 raise ApiError(f"no answer within {waited:g} s ({kind})") from None
-            raise ApiError(self.redact(f"could not reach the API ({kind}: {exc})")) from None
+            raise ApiError(self.shown(f"could not reach the API ({kind}: {exc})")) from None
 
     def _api_error(self, exc: genai_errors.APIError) -> ApiError:
         message = exc.message or str(exc.details) or "unknown error"
         return ApiError(
-            self.redact(message),
+            self.shown(message),
             code=exc.code,
-            status=exc.status,
+            status=self.shown(exc.status) if exc.status else None,
             retry_delay=server_retry_delay(exc),
         )
+
+    def shown(self, text: str) -> str:
+        """A server's text as an error message shows it: one line, no escape sequences, no key."""
+        return one_line(self.redact(text))
 
     def redacted(self, response: ApiResponse) -> ApiResponse:
         """``response`` with the secrets taken out of every text the server sent back."""

@@ -140,13 +140,14 @@ class GeminiBatches:
 
     def _job(self, job: types.BatchJob) -> Job:
         found = _job(job)
-        return dataclasses.replace(found, error=self._provider.redact(found.error))
+        error = self._provider.shown(found.error) if found.error is not None else None
+        return dataclasses.replace(found, error=error)
 
     def _redacted(
         self, key: str, answer: ApiResponse | ItemError
     ) -> tuple[str, ApiResponse | ItemError]:
         if isinstance(answer, ItemError):
-            return key, ItemError(answer.code, self._provider.redact(answer.message))
+            return key, ItemError(answer.code, self._provider.shown(answer.message))
         return key, self._provider.redacted(answer)
 
 
