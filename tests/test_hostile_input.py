@@ -358,6 +358,43 @@ def test_nan_and_infinity_are_numbers(text: str, expected: str) -> None:
     assert str(data["v"]) == expected
 
 
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("timeout: .nan", "'timeout' must be a finite number, not nan"),
+        ("timeout: .inf", "'timeout' must be a finite number, not inf"),
+        ("temperature: .nan", "'temperature' must be a finite number, not nan"),
+        ("temperature: -.inf", "'temperature' must be a finite number, not -inf"),
+        ("matrix: {temperature: [0.5, .NaN]}", "'temperature' must be a finite number, not nan"),
+    ],
+)
+def test_a_number_that_is_not_finite_is_refused(tmp_path: Path, setting: str, message: str) -> None:
+    problem = the_problem(
+        tmp_path / "wf.yaml", HEADER + f"  a: {{kind: generate, prompt: x, {setting}}}\n"
+    )
+    assert (problem.line, problem.message) == (4, message)
+
+
+def test_a_default_that_is_not_finite_is_refused(tmp_path: Path) -> None:
+    text = ONE_STEP.replace(
+        "{model: gemini-3.1-flash-image}", "{model: gemini-3.1-flash-image, rpm: .inf}"
+    )
+    problem = the_problem(tmp_path / "wf.yaml", text)
+    assert problem.message == "'defaults.rpm' must be a finite number, not inf"
+
+
+@pytest.mark.parametrize("option", ["--rpm", "--batch-poll", "--batch-deadline"])
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_a_command_line_number_that_is_not_finite_is_a_usage_error(
+    project: Project, option: str, value: str
+) -> None:
+    project.write(ONE_STEP)
+    doc = project.run_json(option, value, expect=2)
+    assert (doc["ok"], doc["exit_code"]) == (False, 2)
+    assert f"{value} is not a finite number" in doc["errors"][0]["message"]
+    assert project.emulator.requests == []
+
+
 def test_an_equals_sign_is_text() -> None:
     data, _ = load_yaml("v: =\n=: v\n")
     assert data == {"v": "=", "=": "v"}

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from gemflow.cli.app import DEFAULT_WORKFLOW, EPILOG, cli
+from gemflow.cli.app import DEFAULT_WORKFLOW, EPILOG, FiniteFloat, cli
 from gemflow.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_STEP_FAILED, GemflowError, WorkflowError
 from gemflow.session import open_session
 
@@ -86,7 +86,7 @@ from gemflow.session import open_session
 )
 @click.option(
     "--rpm",
-    type=click.FloatRange(min=0.1),
+    type=FiniteFloat(min=0.1),
     metavar="N",
     help="At most N requests a minute to each model, across the whole run; overrides "
     "the workflow's 'rpm' (default: the workflow's, else no limit).",
@@ -111,7 +111,7 @@ from gemflow.session import open_session
 )
 @click.option(
     "--batch-poll",
-    type=click.FloatRange(min=0.01),
+    type=FiniteFloat(min=0.01),
     default=30.0,
     show_default=True,
     metavar="SECONDS",
@@ -119,7 +119,7 @@ from gemflow.session import open_session
 )
 @click.option(
     "--batch-deadline",
-    type=click.FloatRange(min=0.01, max=47),
+    type=FiniteFloat(min=0.01, max=47),
     default=24.0,
     show_default=True,
     metavar="HOURS",

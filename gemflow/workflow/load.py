@@ -12,6 +12,7 @@ import difflib
 import errno
 import functools
 import json
+import math
 import os
 import re
 import stat
@@ -997,6 +998,8 @@ def _check_type(value: Any, spec: Field) -> tuple[str | None, Any]:
         if isinstance(value, bool) or not isinstance(value, int | float):
             return f"must be a number, not {_type_name(value)}", None
         value = float(value)
+        if not math.isfinite(value):  # .nan passes every range check, and .inf is no setting
+            return f"must be a finite number, not {value}", None
     if kind == "refs":
         if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
             return "must be a list of step ids or file paths", None
