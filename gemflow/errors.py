@@ -116,15 +116,21 @@ class ApiError(StepError):
         code: int | None = None,
         status: str | None = None,
         retry_delay: float | None = None,
+        retryable: bool | None = None,
     ) -> None:
         self.code = code
         self.status = status
         self.retry_delay = retry_delay
+        self._retryable = retryable
         prefix = " ".join(str(x) for x in (code, status) if x)
         super().__init__(f"{prefix}: {message}" if prefix else message)
 
     @property
     def retryable(self) -> bool:
+        """Worth sending again: as said when made, else by the HTTP status (no status: the
+        request got no answer, a timeout or a lost connection)."""
+        if self._retryable is not None:
+            return self._retryable
         return self.code is None or self.code in (408, 429, 500, 502, 503, 504)
 
 

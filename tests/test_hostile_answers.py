@@ -8,8 +8,20 @@ kind of broken answer (see ``gemflow.emulator.faults``).
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
-from conftest import FAKE_KEY, Project
+import pytest
+from conftest import FAKE_KEY, FakeTime, Project, patient
+
+from gemflow.cache.local import Store
+from gemflow.emulator import Emulator
+from gemflow.engine.events import Event, Notice, RunSummary
+from gemflow.engine.runner import RunOptions, run_workflow
+from gemflow.errors import ApiError, WorkflowError
+from gemflow.providers.base import ApiRequest
+from gemflow.providers.connection import Connection
+from gemflow.providers.gemini import GeminiProvider, parse_response
+from gemflow.workflow.load import load_workflow
 
 ONE_STEP = """\
 version: 1
@@ -43,3 +55,140 @@ def test_escape_sequences_in_an_api_error_never_reach_the_terminal(project: Proj
     assert "\u202e" not in result.output
     assert len(project.calls()) == 1
     assert FAKE_KEY not in result.output
+
+
+# --- broken answers ----------------------------------------------------------------------------
+
+UNREADABLE = "unreadable answer from the API: "
+BROKEN = {
+    "html": UNREADABLE + "not JSON (Expecting value: line 1 column 1 (char 0)), starting "
+    "'<!DOCTYPE html><html><body><h1>502 Bad Gateway</h1>(emulated'",
+    "truncated": UNREADABLE + "not JSON (Unterminated string starting at: line 1 column",
+    "bad_base64": UNREADABLE
+    + "candidates.0.content.parts.2.inlineData.data: Data should be valid base64",
+    "bad_usage": UNREADABLE
+    + "usage_metadata.promptTokenCount: Input should be a valid integer, unable to parse string "
+    "as an integer",
+}
+
+
+@pytest.mark.parametrize("fault", list(BROKEN))
+def test_a_broken_answer_fails_its_step_in_one_line_and_stores_nothing(
+    project: Project, fault: str
+) -> None:
+    project.write(with_fault(fault))
+    result = project.run("--json", "--retries", "0", expect=1)
+    error = the_error(json.loads(result.stdout))
+    assert error.startswith(BROKEN[fault])
+    assert f"failed: apple: {error}\n" in result.stderr
+    assert "Traceback" not in result.output
+    assert len(project.calls()) == 1
+    assert not (project.root / "out").exists()
+    assert "apple" not in project.lock["steps"]
+
+
+class Runs:
+    """``run_workflow`` on the emulator, with retries that sleep on a fake clock."""
+
+    def __init__(self, root: Path, emu: Emulator) -> None:
+        self.root, self.emu, self.fake = root, emu, FakeTime()
+        self.notices: list[str] = []
+
+    def run(self, text: str = ONE_STEP) -> RunSummary:
+        path = self.root / "wf.yaml"
+        path.write_text(text)
+        with Store(self.root / "cache") as store:
+            inner = GeminiProvider(FAKE_KEY, base_url=self.emu.url, service="emulator")
+            with Connection.of(patient(inner, self.fake)) as connection:
+                return run_workflow(
+                    load_workflow(path), store, RunOptions(), connection=connection, emit=self.hear
+                )
+
+    def hear(self, event: Event) -> None:
+        if isinstance(event, Notice):
+            self.notices.append(event.message)
+
+
+@pytest.fixture
+def runs(tmp_path: Path, emulator: Emulator) -> Runs:
+    return Runs(tmp_path, emulator)
+
+
+@pytest.mark.parametrize("fault", ["html", "truncated"])
+def test_an_answer_that_is_not_json_is_retried(runs: Runs, fault: str) -> None:
+    runs.emu.faults.push(fault)
+    (report,) = runs.run().steps
+    assert (report.status, report.api_calls) == ("run", 2)
+    (notice,) = runs.notices  # the error's first 100 characters, then when it is retried
+    assert notice.startswith(f"apple: {UNREADABLE}not JSON (")
+    assert notice.endswith("; retry 1/5 in 1.0 s")
+
+
+@pytest.mark.parametrize("fault", ["bad_base64", "bad_usage"])
+def test_an_answer_that_does_not_fit_the_schema_is_not_retried(runs: Runs, fault: str) -> None:
+    runs.emu.faults.push(fault)
+    (report,) = runs.run().steps
+    assert (report.status, report.api_calls) == ("failed", 1)
+    assert str(report.error).startswith(BROKEN[fault])
+    assert runs.fake.sleeps == []
+
+
+def test_an_answer_with_neither_candidates_nor_feedback_is_unreadable() -> None:
+    from google.genai import types
+
+    with pytest.raises(ApiError, match="no candidates and no prompt feedback") as caught:
+        parse_response(types.GenerateContentResponse())
+    assert caught.value.retryable
+
+
+def test_a_request_the_sdk_refuses_is_an_api_error_not_retried(emulator: Emulator) -> None:
+    provider = GeminiProvider(FAKE_KEY, base_url=emulator.url)
+    try:
+        with pytest.raises(ApiError, match=r"^the SDK could not make the request") as caught:
+            provider.generate(ApiRequest(model="../files/x", prompt="An apple."))
+    finally:
+        provider.close()
+    assert not caught.value.retryable
+    assert emulator.requests == []
+
+
+@pytest.mark.parametrize(
+    "model", ["../files/x", "models/../../x", "gemini 3", "gémini", "x?key=1", "x/y", ".x"]
+)
+def test_a_model_id_that_is_not_a_plain_id_is_refused_when_loading(
+    tmp_path: Path, model: str
+) -> None:
+    path = tmp_path / "wf.yaml"
+    path.write_text(
+        f"version: 1\nsteps:\n  a: {{kind: generate, model: '{model}', prompt: x, "
+        "allow_unknown_model: true}\n"
+    )
+    with pytest.raises(WorkflowError) as caught:
+        load_workflow(path)
+    (problem,) = caught.value.problems
+    assert problem.message == (
+        f"model {model!r} is not a model id: letters, digits, '.', '-' and '_', "
+        "optionally after 'models/'"
+    )
+
+
+@pytest.mark.parametrize("model", ["gemini-3.1-flash-image", "models/gemini-4_x.preview-05"])
+def test_a_plain_model_id_is_fine(tmp_path: Path, model: str) -> None:
+    path = tmp_path / "wf.yaml"
+    path.write_text(
+        f"version: 1\nsteps:\n  a: {{kind: generate, model: '{model}', prompt: x, "
+        "allow_unknown_model: true}\n"
+    )
+    assert load_workflow(path).steps["a"].params["model"] == model
+
+
+def test_a_probe_reader_that_is_not_a_plain_model_id_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "wf.yaml"
+    path.write_text(
+        "version: 1\nsteps:\n  check: {kind: probe, model: gemini-3.1-flash-image, "
+        "reader: '../../files'}\n"
+    )
+    with pytest.raises(WorkflowError) as caught:
+        load_workflow(path)
+    (problem,) = caught.value.problems
+    assert problem.message.startswith("model '../../files' is not a model id")

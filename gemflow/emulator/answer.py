@@ -17,10 +17,12 @@ from typing import Any
 
 from gemflow.emulator.catalog import thinks
 from gemflow.emulator.faults import (
+    BROKEN_ANSWERS,
     HANG_SECONDS,
     HTTP_FAULTS,
     RETRYABLE_WITH_DELAY,
     Faults,
+    broken_answer,
     content_fault_body,
 )
 from gemflow.emulator.lettering import NO_TEXT, drawn_text
@@ -29,7 +31,7 @@ from gemflow.emulator.render import Scene, image_dimensions, nearest_ratio, rend
 from gemflow.emulator.rewrite import Rewriter
 from gemflow.emulator.takes import Takes
 from gemflow.emulator.usage import THOUGHTS_TOKENS, usage_metadata
-from gemflow.emulator.wire import ApiFailure, GenerateRequest, bad_request, error_detail
+from gemflow.emulator.wire import ApiFailure, GenerateRequest, Reply, bad_request, error_detail
 from gemflow.models import ModelInfo
 
 IMAGE_TEXT = "Here is your image."
@@ -68,9 +70,10 @@ class Answerer:
         *,
         text_only: bool,
         key: str = "",
-    ) -> dict[str, Any]:
-        """The generate answer body. Raises ApiFailure for HTTP faults, Dropped when stopped.
-        ``key`` is the request's API key, for a fault that echoes it (never logged)."""
+    ) -> dict[str, Any] | Reply:
+        """The generate answer body, or a whole reply for a broken answer. Raises ApiFailure for
+        HTTP faults, Dropped when stopped. ``key`` is the request's API key, for a fault that
+        echoes it (never logged)."""
         if self.faults.latency and self.stopping.wait(self.faults.latency):
             raise Dropped
         fault = self._fault(request, record)
@@ -80,6 +83,9 @@ class Answerer:
             fault = None
         if fault in HTTP_FAULTS:
             raise self._http_fault(fault)
+        if fault in BROKEN_ANSWERS:
+            body, content_type = broken_answer(fault, self._image_answer(info, request))
+            return Reply(200, body, content_type)
         if fault:
             return self._content_fault(info, request, fault, key)
         if text_only or not request.wants_image:

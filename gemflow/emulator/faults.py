@@ -20,10 +20,21 @@ Fault names::
     blocked       200, no candidates, promptFeedback.blockReason SAFETY
     echo_key      200, finishReason STOP, a text part quoting the API key the request carried
     hang          no answer for 30 s (or until the emulator stops), then a normal answer
+
+Broken answers, each a 200 to an image request (what a faulty proxy or server might send)::
+
+    html          an HTML error page
+    truncated     the JSON body cut in half (its Content-Length says so: a whole HTTP message)
+    bad_base64    the image's data is not base64
+    bad_usage     a string where usageMetadata has a token count
+    not_an_image  the image's bytes, labelled image/png, are not an image
 """
 
 from __future__ import annotations
 
+import base64
+import copy
+import json
 import math
 import random
 import re
@@ -65,7 +76,8 @@ CONTENT_FAULTS = (
     "blocked",
     "echo_key",
 )
-FAULT_NAMES: tuple[str, ...] = (*HTTP_FAULTS, *CONTENT_FAULTS, "hang")
+BROKEN_ANSWERS = ("html", "truncated", "bad_base64", "bad_usage", "not_an_image")
+FAULT_NAMES: tuple[str, ...] = (*HTTP_FAULTS, *CONTENT_FAULTS, *BROKEN_ANSWERS, "hang")
 HANG_SECONDS = 30.0
 
 MARKER = re.compile(r"\[\[emulator:([A-Za-z0-9_]+)\]\]")
@@ -190,3 +202,26 @@ def content_fault_body(fault: str, key: str = "") -> dict[str, Any]:
     else:
         raise ValueError(f"{fault!r} is not a content fault")
     return {"candidates": [candidate]}
+
+
+def broken_answer(fault: str, body: dict[str, Any]) -> tuple[bytes, str]:
+    """(bytes, content type) of the 200 answer that ``fault`` makes of ``body``, an image answer."""
+    if fault == "html":
+        page = "<!DOCTYPE html><html><body><h1>502 Bad Gateway</h1>(emulated fault)</body></html>"
+        return page.encode(), "text/html; charset=UTF-8"
+    body = copy.deepcopy(body)
+    image = next(
+        part["inlineData"]
+        for part in body["candidates"][0]["content"]["parts"]
+        if "inlineData" in part and not part.get("thought")
+    )
+    if fault == "bad_base64":
+        image["data"] = "!!! not base64 (emulated fault) !!!"
+    elif fault == "bad_usage":
+        body["usageMetadata"]["promptTokenCount"] = "many (emulated fault)"
+    elif fault == "not_an_image":
+        image["data"] = base64.b64encode(b"<html>not an image (emulated fault)</html>").decode()
+    elif fault != "truncated":
+        raise ValueError(f"{fault!r} is not a broken answer")
+    data = json.dumps(body, separators=(",", ":")).encode()
+    return (data[: len(data) // 2] if fault == "truncated" else data), "application/json"

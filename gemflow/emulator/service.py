@@ -140,6 +140,8 @@ class Service:
         if text_only:
             refuse_image_modality(info, request)
         answer = self.answerer.answer(info, request, record, text_only=text_only, key=key)
+        if isinstance(answer, Reply):  # a broken answer, sent as it is
+            return answer
         if stream:
             return Reply(200, b"data: " + dump(answer) + b"\r\n\r\n", "text/event-stream")
         return Reply(200, dump(answer))

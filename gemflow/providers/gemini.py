@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import email.utils
 import importlib
+import json
 import os
 import re
 import typing
@@ -18,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+import pydantic
 from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
@@ -28,6 +30,7 @@ from gemflow.providers.base import DEFAULT_TIMEOUT, ApiRequest, ApiResponse
 from gemflow.providers.registry import service_of
 
 KEY_VARIABLES = ("GOOGLE_API_KEY", "GEMINI_API_KEY")  # the SDK's own order
+UNREADABLE = "unreadable answer from the API: "
 
 
 def api_key_from_env() -> str:
@@ -129,7 +132,7 @@ class GeminiProvider:
             response = self._client.models.generate_content(
                 model=request.model, contents=contents, config=config
             )
-        return self.redacted(parse_response(response))
+            return self.redacted(parse_response(response))
 
     @property
     def client(self) -> genai.Client:
@@ -138,7 +141,14 @@ class GeminiProvider:
 
     @contextlib.contextmanager
     def translated_errors(self, timeout: float | None = None) -> Iterator[None]:
-        """The one boundary where the SDK's and the transport's errors become ``ApiError``."""
+        """The one boundary where the SDK's, the transport's and parsing errors become
+        ``ApiError``.
+
+        An answer that cannot be read is "unreadable answer from the API: ...": retried when it is
+        not JSON at all (cut short, or an error page from something on the way), not when it is
+        JSON that does not fit the API's schema (the same server would send it again). Whatever
+        else the SDK refuses with a ``ValueError`` (a request it cannot build) is not retried.
+        """
         try:
             yield
         except genai_errors.APIError as exc:
@@ -149,6 +159,15 @@ class GeminiProvider:
             if isinstance(exc, self._timeout_errors) and waited:
                 raise ApiError(f"no answer within {waited:g} s ({kind})") from None
             raise ApiError(self.shown(f"could not reach the API ({kind}: {exc})")) from None
+        except json.JSONDecodeError as exc:
+            start = one_line(exc.doc[:60]) if isinstance(exc.doc, str) else ""
+            what = f"not JSON ({exc})" + (f", starting {start!r}" if start else "")
+            raise ApiError(self.shown(UNREADABLE + what), retryable=True) from None
+        except pydantic.ValidationError as exc:
+            raise ApiError(self.shown(UNREADABLE + _schema_problem(exc)), retryable=False) from None
+        except ValueError as exc:
+            what = f"the SDK could not make the request or read its answer ({type(exc).__name__}"
+            raise ApiError(self.shown(f"{what}: {exc})"), retryable=False) from None
 
     def _api_error(self, exc: genai_errors.APIError) -> ApiError:
         message = exc.message or str(exc.details) or "unknown error"
@@ -188,6 +207,17 @@ class GeminiProvider:
         for secret in self._secrets:
             text = text.replace(secret, "[redacted]")
         return text
+
+
+def _schema_problem(exc: pydantic.ValidationError) -> str:
+    """The first thing in an answer that does not fit the schema: where, and what is wrong."""
+    problems = exc.errors(include_url=False, include_input=False)
+    if not problems:
+        return "it does not fit the API's schema"
+    first = problems[0]
+    where = ".".join(str(part) for part in first["loc"]) or "the answer"
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return f"{where}: {first['msg']}{more}"
 
 
 def _secrets(api_key: str, base_url: str | None) -> tuple[str, ...]:
@@ -243,6 +273,10 @@ def _retry_info_delay(details: Any) -> float | None:
 
 
 def parse_response(response: types.GenerateContentResponse) -> ApiResponse:
+    """What gemflow keeps of an answer; an answer with neither a candidate nor prompt feedback
+    (an empty body, say) is unreadable."""
+    if not response.candidates and response.prompt_feedback is None:
+        raise ApiError(UNREADABLE + "it holds no candidates and no prompt feedback", retryable=True)
     candidate = response.candidates[0] if response.candidates else None
     image = mime = None
     texts: list[str] = []

@@ -20,6 +20,7 @@ from typing import Any
 
 from google.genai import types
 
+from gemflow.errors import ApiError
 from gemflow.providers.base import ApiRequest, ApiResponse
 from gemflow.providers.gemini import GeminiProvider, parse_response
 
@@ -165,6 +166,8 @@ def _item(line: dict[str, Any]) -> tuple[str, ApiResponse | ItemError]:
         return key, ItemError(int(error.get("code") or 13), str(error.get("message") or ""))
     try:
         response = types.GenerateContentResponse.model_validate(line.get("response") or {})
+        return key, parse_response(response)
+    except ApiError as exc:
+        return key, ItemError(13 if exc.retryable else 3, str(exc))
     except ValueError as exc:  # pydantic's ValidationError
         return key, ItemError(13, f"unreadable answer ({exc.__class__.__name__})")
-    return key, parse_response(response)
