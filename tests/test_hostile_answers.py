@@ -7,11 +7,14 @@ kind of broken answer (see ``gemflow.emulator.faults``).
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import FAKE_KEY, FakeTime, Project, patient
+from PIL import Image
 
 from gemflow.cache.local import Store
 from gemflow.emulator import Emulator
@@ -192,3 +195,59 @@ def test_a_probe_reader_that_is_not_a_plain_model_id_is_refused(tmp_path: Path) 
         load_workflow(path)
     (problem,) = caught.value.problems
     assert problem.message.startswith("model '../../files' is not a model id")
+
+
+# --- what is stored as a picture ---------------------------------------------------------------
+
+
+def test_an_answer_whose_image_is_not_an_image_stores_nothing(project: Project) -> None:
+    project.write(with_fault("not_an_image"))
+    result = project.run("--json", expect=1)
+    error = UNREADABLE + "the image: not a readable image (cannot identify image file)"
+    assert the_error(json.loads(result.stdout)) == error
+    assert f"failed: apple: {error}\n" in result.stderr
+    assert len(project.calls()) == 1  # not retried
+    assert not (project.root / "out").exists()
+    assert "apple" not in project.lock["steps"]
+    project.write(ONE_STEP)
+    assert [s["status"] for s in project.run_json()["steps"]] == ["run"]
+
+
+def answer_with_image(data: bytes, mime: str) -> Any:
+    from google.genai import types
+
+    part = types.Part(inline_data=types.Blob(data=data, mime_type=mime))
+    return types.GenerateContentResponse(
+        candidates=[types.Candidate(content=types.Content(role="model", parts=[part]))]
+    )
+
+
+def image_bytes(fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (4, 4), (200, 30, 30)).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("data", "mime", "problem"),
+    [
+        (image_bytes("JPEG"), "image/png", "the image is labelled image/png but is a JPEG"),
+        (image_bytes("PNG")[:40], "image/png", "the image: not a readable image ("),
+        (b"", "image/png", "the image is empty"),
+    ],
+    ids=["mislabelled", "truncated", "empty"],
+)
+def test_an_image_that_is_not_what_its_label_says_is_unreadable(
+    data: bytes, mime: str, problem: str
+) -> None:
+    with pytest.raises(ApiError) as caught:
+        parse_response(answer_with_image(data, mime))
+    assert str(caught.value).startswith(UNREADABLE + problem)
+    assert not caught.value.retryable
+
+
+@pytest.mark.parametrize(("fmt", "mime"), [("PNG", "image/png"), ("JPEG", "image/jpeg")])
+def test_an_image_of_its_declared_type_is_taken(fmt: str, mime: str) -> None:
+    data = image_bytes(fmt)
+    answer = parse_response(answer_with_image(data, mime))
+    assert (answer.image, answer.mime_type) == (data, mime)

@@ -284,10 +284,12 @@ def parse_response(response: types.GenerateContentResponse) -> ApiResponse:
     for part in parts or []:
         if part.thought:  # Gemini 3 sends interim "thinking" images before the final one
             continue
-        if part.inline_data and part.inline_data.data:
+        if part.inline_data is not None and part.inline_data.data is not None:
             image, mime = part.inline_data.data, part.inline_data.mime_type
         elif part.text:
             texts.append(part.text)
+    if image is not None:
+        _check_image(image, mime)
     feedback = response.prompt_feedback
     return ApiResponse(
         image=image,
@@ -299,6 +301,25 @@ def parse_response(response: types.GenerateContentResponse) -> ApiResponse:
         response_id=response.response_id,
         usage=_usage(response.usage_metadata),
     )
+
+
+def _check_image(data: bytes, mime: str | None) -> None:
+    """The image of an answer must be a whole picture of the type it is labelled: anything else
+    would be stored and written as a picture. Not retried: the server meant it as an image."""
+    from gemflow.errors import InputError
+    from gemflow.imaging.operations import API_MIME_TYPES, image_format
+
+    if not data:
+        raise ApiError(UNREADABLE + "the image is empty", retryable=False)
+    try:
+        found = image_format(data, source="the image")
+    except InputError as exc:
+        raise ApiError(UNREADABLE + str(exc), retryable=False) from None
+    labelled = "image/jpeg" if mime == "image/jpg" else mime
+    if API_MIME_TYPES.get(found) != labelled:
+        raise ApiError(
+            UNREADABLE + f"the image is labelled {mime} but is a {found}", retryable=False
+        )
 
 
 def _enum_name(value: Any) -> str | None:
