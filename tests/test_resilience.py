@@ -252,6 +252,33 @@ def test_no_retry_info_and_no_retry_after_means_no_delay_asked() -> None:
     assert server_retry_delay(sdk_error({})) is None
 
 
+@pytest.mark.parametrize("delay", ["1.2.3s", ".s", "1e999s", "s", "-1s", "1.5", "", "NaNs"])
+def test_a_malformed_retry_delay_is_ignored(delay: str) -> None:
+    info = {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": delay}
+    assert server_retry_delay(sdk_error({}, [info])) is None
+    assert server_retry_delay(sdk_error({"Retry-After": "3"}, [info])) == 3.0
+
+
+@pytest.mark.parametrize(
+    "value", ["1.2.3", "soon", "Wed, 99 Foo 2026 07:28:30 GMT", "1" * 400, "-5", "", " "]
+)
+def test_a_malformed_retry_after_is_ignored(value: str) -> None:
+    assert server_retry_delay(sdk_error({"Retry-After": value})) is None
+
+
+@pytest.mark.parametrize(
+    "details", [[{"@type": "RetryInfo", "retryDelay": 5}], ["RetryInfo"], [None], [[1, 2]]]
+)
+def test_retry_details_of_the_wrong_shape_are_ignored(details: list) -> None:
+    assert server_retry_delay(sdk_error({}, details)) is None
+
+
+@pytest.mark.parametrize("body", [{"error": "slow down"}, {"error": {"details": "x"}}, [1, 2], "x"])
+def test_an_error_body_of_the_wrong_shape_asks_no_delay(body: object) -> None:
+    error = genai_errors.ClientError(429, body, httpx2.Response(429))  # type: ignore[arg-type]
+    assert server_retry_delay(error) is None
+
+
 # -- the rate limiter -----------------------------------------------------------------------------
 
 

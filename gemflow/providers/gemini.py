@@ -11,6 +11,7 @@ import dataclasses
 import email.utils
 import importlib
 import json
+import math
 import os
 import re
 import typing
@@ -31,6 +32,7 @@ from gemflow.providers.registry import service_of
 
 KEY_VARIABLES = ("GOOGLE_API_KEY", "GEMINI_API_KEY")  # the SDK's own order
 UNREADABLE = "unreadable answer from the API: "
+_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
 
 
 def api_key_from_env() -> str:
@@ -249,12 +251,13 @@ def server_retry_delay(exc: genai_errors.APIError, now: datetime | None = None) 
 
 
 def _retry_after(value: str, now: datetime) -> float | None:
-    """RFC 9110 Retry-After: delay-seconds or an HTTP-date (a date in the past means now)."""
-    if re.fullmatch(r"[0-9]+(\.[0-9]+)?", value.strip()):
-        return float(value)
+    """RFC 9110 Retry-After: delay-seconds or an HTTP-date (a date in the past means now); None
+    for anything else (a server's malformed header is ignored, never a crash)."""
+    if _SECONDS.fullmatch(value.strip()):
+        return _finite(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:  # an HTTP-date is always GMT
         when = when.replace(tzinfo=UTC)
@@ -262,14 +265,22 @@ def _retry_after(value: str, now: datetime) -> float | None:
 
 
 def _retry_info_delay(details: Any) -> float | None:
-    """The server's RetryInfo.retryDelay in seconds, if the error body carries one."""
-    error = details.get("error", details) if isinstance(details, dict) else {}
-    for item in error.get("details") or []:
+    """The server's RetryInfo.retryDelay in seconds, if the error body carries a well-formed one
+    (a protobuf Duration: "1.5s"); a body of any other shape asks for nothing."""
+    error = details.get("error", details) if isinstance(details, dict) else None
+    items = error.get("details") if isinstance(error, dict) else None
+    for item in items if isinstance(items, list) else []:
         if isinstance(item, dict) and str(item.get("@type", "")).endswith("RetryInfo"):
-            match = re.fullmatch(r"([0-9.]+)s", str(item.get("retryDelay", "")))
-            if match:
-                return float(match.group(1))
+            delay = item.get("retryDelay")
+            if isinstance(delay, str) and delay.endswith("s") and _SECONDS.fullmatch(delay[:-1]):
+                return _finite(delay[:-1])
     return None
+
+
+def _finite(text: str) -> float | None:
+    """``text`` (digits, perhaps a fraction) in seconds; None when too large to be a number."""
+    seconds = float(text)
+    return seconds if math.isfinite(seconds) else None
 
 
 def parse_response(response: types.GenerateContentResponse) -> ApiResponse:
