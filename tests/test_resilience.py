@@ -187,7 +187,7 @@ def test_a_request_that_times_out_is_retried_and_can_succeed(
     )
     assert time.monotonic() - started < 2
     assert sent.attempts == 2
-    assert told == ["no answer within 0.3 s (ReadTimeout); retry 1/5 in 1.0 s"]
+    assert told == ["no answer within 0.3 s; retry 1/5 in 1.0 s"]
 
 
 def test_requests_that_keep_timing_out_fail_quickly(
@@ -202,6 +202,19 @@ def test_requests_that_keep_timing_out_fail_quickly(
     assert time.monotonic() - started < 2
     assert caught.value.code is None
     assert caught.value.attempts == 2
+
+
+def test_an_answer_not_whole_by_the_deadline_is_abandoned_and_its_connection_cut(
+    emu: Emulator, gemini: GeminiProvider
+) -> None:
+    emu.faults.push("trickle")  # a byte every 0.05 s: no read waits long, the whole takes minutes
+    started = time.monotonic()
+    with pytest.raises(ApiError, match=r"^no answer within 1 s$") as caught:
+        gemini.generate(REQUEST, timeout=1)
+    assert 1 <= time.monotonic() - started < 1.5
+    assert caught.value.retryable
+    assert_no_request_left_running()  # while the client is still open
+    assert gemini.generate(REQUEST, timeout=1).image  # and the client still works
 
 
 # -- the policy and the server's delay ------------------------------------------------------------
@@ -425,7 +438,26 @@ def test_a_step_timeout_bounds_each_of_its_requests(workflow: Runs) -> None:
     assert time.monotonic() - started < 3
     [report] = summary.steps
     assert (report.status, report.api_calls) == ("run", 2)
-    assert workflow.notices == ["apple: no answer within 0.3 s (ReadTimeout); retry 1/3 in 1.0 s"]
+    assert workflow.notices == ["apple: no answer within 0.3 s; retry 1/3 in 1.0 s"]
+
+
+def test_a_step_timeout_is_a_deadline_for_the_whole_answer(workflow: Runs) -> None:
+    workflow.emu.faults.push("trickle")  # a byte every 0.05 s: each read is quick, the whole is not
+    started = time.monotonic()
+    summary = workflow.run(WORKFLOW + "    timeout: 1\n")
+    assert time.monotonic() - started < 4
+    [report] = summary.steps
+    assert (report.status, report.api_calls) == ("run", 2)
+    assert workflow.notices == ["apple: no answer within 1 s; retry 1/3 in 1.0 s"]
+    assert_no_request_left_running()
+
+
+def assert_no_request_left_running(within: float = 2.0) -> None:
+    """The abandoned request's connection was cut, so no thread is still reading its answer."""
+    deadline = time.monotonic() + within
+    while any(t.name == "gemflow-request" for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "an abandoned request is still being read"
+        time.sleep(0.05)
 
 
 def test_a_step_that_gave_up_reports_every_request_it_sent(workflow: Runs) -> None:

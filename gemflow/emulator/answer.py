@@ -21,6 +21,7 @@ from gemflow.emulator.faults import (
     HANG_SECONDS,
     HTTP_FAULTS,
     RETRYABLE_WITH_DELAY,
+    TRICKLE_SECONDS,
     Faults,
     broken_answer,
     content_fault_body,
@@ -31,7 +32,14 @@ from gemflow.emulator.render import Scene, image_dimensions, nearest_ratio, rend
 from gemflow.emulator.rewrite import Rewriter
 from gemflow.emulator.takes import Takes
 from gemflow.emulator.usage import THOUGHTS_TOKENS, usage_metadata
-from gemflow.emulator.wire import ApiFailure, GenerateRequest, Reply, bad_request, error_detail
+from gemflow.emulator.wire import (
+    ApiFailure,
+    GenerateRequest,
+    Reply,
+    bad_request,
+    dump,
+    error_detail,
+)
 from gemflow.models import ModelInfo
 
 IMAGE_TEXT = "Here is your image."
@@ -83,6 +91,8 @@ class Answerer:
             fault = None
         if fault in HTTP_FAULTS:
             raise self._http_fault(fault)
+        if fault == "trickle":
+            return Reply(200, dump(self._image_answer(info, request)), trickle=TRICKLE_SECONDS)
         if fault in BROKEN_ANSWERS:
             body, content_type = broken_answer(fault, self._image_answer(info, request))
             return Reply(200, body, content_type)

@@ -20,6 +20,7 @@ Fault names::
     blocked       200, no candidates, promptFeedback.blockReason SAFETY
     echo_key      200, finishReason STOP, a text part quoting the API key the request carried
     hang          no answer for 30 s (or until the emulator stops), then a normal answer
+    trickle       a normal answer whose body is sent one byte every 0.05 s (minutes for an image)
 
 Broken answers, each a 200 to an image request (what a faulty proxy or server might send)::
 
@@ -77,8 +78,9 @@ CONTENT_FAULTS = (
     "echo_key",
 )
 BROKEN_ANSWERS = ("html", "truncated", "bad_base64", "bad_usage", "not_an_image")
-FAULT_NAMES: tuple[str, ...] = (*HTTP_FAULTS, *CONTENT_FAULTS, *BROKEN_ANSWERS, "hang")
+FAULT_NAMES: tuple[str, ...] = (*HTTP_FAULTS, *CONTENT_FAULTS, *BROKEN_ANSWERS, "hang", "trickle")
 HANG_SECONDS = 30.0
+TRICKLE_SECONDS = 0.05  # between two bytes of a trickled body: no read waits long, the whole does
 
 MARKER = re.compile(r"\[\[emulator:([A-Za-z0-9_]+)\]\]")
 

@@ -151,9 +151,21 @@ class _Handler(BaseHTTPRequestHandler):
             for name, value in reply.headers.items():
                 self.send_header(name, value)
             self.end_headers()
-            self.wfile.write(reply.body)
-        except OSError:
+            if reply.trickle:
+                self._trickle(reply.body, reply.trickle)
+            else:
+                self.wfile.write(reply.body)
+        except OSError:  # the client went away (or cut a trickle short)
             self.close_connection = True
+
+    def _trickle(self, body: bytes, seconds: float) -> None:
+        """Send ``body`` a byte at a time, ``seconds`` apart, until the client or stop() ends it."""
+        stopping = self.server.service.answerer.stopping
+        for index in range(len(body)):
+            self.wfile.write(body[index : index + 1])
+            if stopping.wait(seconds):
+                self.close_connection = True
+                return
 
 
 # --------------------------------------------------------------------------- the emulator

@@ -28,10 +28,12 @@ from google.genai import types
 from gemflow.errors import ApiError, ConfigError
 from gemflow.outside import one_line
 from gemflow.providers.base import DEFAULT_TIMEOUT, ApiRequest, ApiResponse
+from gemflow.providers.deadline import DeadlinePassed, Deadlines
 from gemflow.providers.registry import service_of
 
 KEY_VARIABLES = ("GOOGLE_API_KEY", "GEMINI_API_KEY")  # the SDK's own order
 UNREADABLE = "unreadable answer from the API: "
+READ_GRACE = 1.0  # seconds a read may wait beyond the deadline of its call (see _read_timeout)
 _SECONDS = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
 
 
@@ -84,10 +86,11 @@ def _transport_errors(name: str = "TransportError") -> tuple[type[BaseException]
 class GeminiProvider:
     """One google-genai client for a whole run; thread-safe for concurrent steps.
 
-    ``timeout`` is the seconds to wait for an answer when a call sets none (``None``: forever,
-    the SDK's default). The SDK's own retries stay off: ``gemflow.providers.resilient`` retries,
-    honouring the server's delay, which the SDK's retries ignore. ``service`` is who answers, for
-    the cache key: by default the base URL (None, Google, when there is none).
+    ``timeout`` is the seconds to wait for a whole answer when a call sets none (``None``: forever,
+    the SDK's default): a deadline, not a per-read timeout (see ``gemflow.providers.deadline``).
+    The SDK's own retries stay off: ``gemflow.providers.resilient`` retries, honouring the
+    server's delay, which the SDK's retries ignore. ``service`` is who answers, for the cache key:
+    by default the base URL (None, Google, when there is none).
     """
 
     def __init__(
@@ -101,7 +104,12 @@ class GeminiProvider:
         self._secrets = _secrets(api_key, base_url)
         self._timeout = timeout
         self.service = service if service is not None else service_of(base_url)
-        options = types.HttpOptions(base_url=base_url, timeout=_milliseconds(timeout))
+        self._deadlines = Deadlines()
+        options = types.HttpOptions(
+            base_url=base_url,
+            timeout=_read_timeout(timeout),
+            client_args={"event_hooks": {"response": [self._deadlines.hook]}},
+        )
         # Keep the reference: a client that is garbage-collected closes its HTTP pool under us.
         self._client = genai.Client(api_key=api_key, http_options=options)
         self._transport_errors = _transport_errors()
@@ -121,7 +129,7 @@ class GeminiProvider:
                 aspect_ratio=request.aspect_ratio, image_size=request.image_size
             )
         # Per call, so each step can set its own; the client's timeout applies otherwise.
-        per_call = types.HttpOptions(timeout=_milliseconds(timeout))
+        per_call = types.HttpOptions(timeout=_read_timeout(timeout))
         config = types.GenerateContentConfig(
             response_modalities=list(request.modalities),
             image_config=image_config,
@@ -130,10 +138,15 @@ class GeminiProvider:
             seed=request.seed,
             http_options=per_call if timeout else None,
         )
-        with self.translated_errors(timeout):
-            response = self._client.models.generate_content(
+        limit = timeout or self._timeout
+
+        def send() -> types.GenerateContentResponse:
+            return self._client.models.generate_content(
                 model=request.model, contents=contents, config=config
             )
+
+        with self.translated_errors(limit):
+            response = self._deadlines.call(send, limit) if limit else send()
             return self.redacted(parse_response(response))
 
     @property
@@ -153,6 +166,8 @@ class GeminiProvider:
         """
         try:
             yield
+        except DeadlinePassed:
+            raise ApiError(f"no answer within {timeout:g} s") from None
         except genai_errors.APIError as exc:
             raise self._api_error(exc) from None
         except self._transport_errors as exc:
@@ -234,9 +249,11 @@ def _secrets(api_key: str, base_url: str | None) -> tuple[str, ...]:
     return tuple(sorted((s for s in found if len(s) >= 4), key=len, reverse=True))
 
 
-def _milliseconds(seconds: float | None) -> int | None:
-    """HttpOptions.timeout is whole milliseconds; never round a positive timeout down to none."""
-    return max(1, round(seconds * 1000)) if seconds else None
+def _read_timeout(deadline: float | None) -> int | None:
+    """The SDK's timeout (whole milliseconds), which bounds each network operation, for a call
+    whose whole answer has ``deadline`` seconds: a little longer, so that the deadline, not a
+    read, ends a call that goes quiet, and an abandoned call's worker still ends on its own."""
+    return round((deadline + READ_GRACE) * 1000) if deadline else None
 
 
 def server_retry_delay(exc: genai_errors.APIError, now: datetime | None = None) -> float | None:
