@@ -12,6 +12,7 @@ import click
 
 from gemflow.cli.app import DEFAULT_WORKFLOW, EPILOG, FiniteFloat, cli
 from gemflow.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_STEP_FAILED, GemflowError, WorkflowError
+from gemflow.interrupts import deferred
 from gemflow.session import open_session
 
 
@@ -161,6 +162,7 @@ def run(
     from gemflow.report.jsonout import JsonReporter
     from gemflow.report.terminal import TerminalReporter
 
+    _sigterm_interrupts()
     paths, targets = _workflows_and_targets(names)
     json_out = JsonReporter() if as_json else None
     reporters: list[Any] = [TerminalReporter(verbose=verbose, quiet=quiet)]
@@ -194,15 +196,16 @@ def run(
                 retries=retries,
                 rpm=rpm,
             ) as session:
-                _sigterm_interrupts()
                 ok = session.run(wf, options, emit=reporters).ok and ok
     except (GemflowError, KeyboardInterrupt) as exc:
         if json_out is not None:
             code = exc.exit_code if isinstance(exc, GemflowError) else EXIT_INTERRUPTED
-            json_out.write(exc, code)
+            with deferred():  # one whole document, even if interrupted again
+                json_out.write(exc, code)
         raise
     if json_out is not None:
-        json_out.write()
+        with deferred():
+            json_out.write()
     sys.exit(EXIT_OK if ok else EXIT_STEP_FAILED)
 
 
