@@ -61,7 +61,11 @@ SEND_FIELDS: Mapping[str, Field] = {
         "int", minimum=0, maximum=20, in_key=False, doc="retries after a 429, 5xx or timeout (5)"
     ),
     "timeout": Field(
-        "number", minimum=0.1, maximum=3600, in_key=False, doc="seconds to wait for an answer (180)"
+        "number",
+        minimum=0.1,
+        maximum=3600,
+        in_key=False,
+        doc="seconds to wait for a whole answer (180)",
     ),
     "rpm": Field(
         "number",
