@@ -24,6 +24,7 @@ from gemflow.errors import ApiError, WorkflowError
 from gemflow.providers.base import ApiRequest
 from gemflow.providers.connection import Connection
 from gemflow.providers.gemini import GeminiProvider, parse_response
+from gemflow.providers.gemini_batch import ItemError, result_line
 from gemflow.workflow.load import load_workflow
 
 ONE_STEP = """\
@@ -251,3 +252,30 @@ def test_an_image_of_its_declared_type_is_taken(fmt: str, mime: str) -> None:
     data = image_bytes(fmt)
     answer = parse_response(answer_with_image(data, mime))
     assert (answer.image, answer.mime_type) == (data, mime)
+
+
+# --- batch results ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["<html>", "[1, 2]", '"text"', "", "{not json", '{"key": "k", "response": '],
+)
+def test_a_batch_result_line_that_is_not_an_object_counts_as_unanswered(line: str) -> None:
+    assert result_line(line) is None
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ('{"key": "k", "error": {"code": "x", "message": "m"}}', ("k", ItemError(13, "m"))),
+        ('{"metadata": "k", "error": {"code": 3}}', ("", ItemError(3, ""))),
+        ('{"key": "k", "response": {"candidates": "x"}}', ("k", ItemError(13, ""))),
+    ],
+)
+def test_a_batch_result_line_of_the_wrong_shape_is_an_item_error(
+    line: str, expected: tuple[str, ItemError]
+) -> None:
+    key, found = result_line(line) or ("?", None)
+    assert isinstance(found, ItemError)
+    assert (key, found.code) == (expected[0], expected[1].code)

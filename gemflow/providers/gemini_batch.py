@@ -130,10 +130,10 @@ class GeminiBatches:
         path = folder / f"{job.name.replace('/', '_')}.jsonl"
         with self._translated():
             self._client.files.download(file=job.output_file, destination=str(path))
-        with path.open(encoding="utf-8") as lines:
+        with path.open(encoding="utf-8", errors="replace") as lines:
             for line in lines:
-                if line.strip():
-                    yield self._redacted(*_item(json.loads(line)))
+                if (found := result_line(line)) is not None:
+                    yield self._redacted(*found)
         path.unlink(missing_ok=True)
 
     def _translated(self) -> Any:
@@ -159,11 +159,21 @@ def _job(job: types.BatchJob) -> Job:
     return Job(str(job.name), str(job.display_name or ""), str(state), output, error)
 
 
-def _item(line: dict[str, Any]) -> tuple[str, ApiResponse | ItemError]:
-    key = str(line.get("key") or (line.get("metadata") or {}).get("key") or "")
+def result_line(text: str) -> tuple[str, ApiResponse | ItemError] | None:
+    """One line of a job's output: its key, with the answer or the error. None for a line that
+    is not a JSON object: the server's file is read, never trusted, and a request whose line is
+    unreadable counts as unanswered (it is sent again)."""
+    try:
+        line = json.loads(text) if text.strip() else None
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(line, dict):
+        return None
+    metadata = line.get("metadata")
+    key = str(line.get("key") or (metadata.get("key") if isinstance(metadata, dict) else "") or "")
     if isinstance(line.get("error"), dict):
         error = line["error"]
-        return key, ItemError(int(error.get("code") or 13), str(error.get("message") or ""))
+        return key, ItemError(_code(error.get("code")), str(error.get("message") or ""))
     try:
         response = types.GenerateContentResponse.model_validate(line.get("response") or {})
         return key, parse_response(response)
@@ -171,3 +181,11 @@ def _item(line: dict[str, Any]) -> tuple[str, ApiResponse | ItemError]:
         return key, ItemError(13 if exc.retryable else 3, str(exc))
     except ValueError as exc:  # pydantic's ValidationError
         return key, ItemError(13, f"unreadable answer ({exc.__class__.__name__})")
+
+
+def _code(value: Any) -> int:
+    """A google.rpc code; 13 (INTERNAL, retried) when there is none that reads as one."""
+    try:
+        return int(value) if value else 13
+    except (TypeError, ValueError):
+        return 13
