@@ -279,3 +279,13 @@ def test_a_batch_result_line_of_the_wrong_shape_is_an_item_error(
     key, found = result_line(line) or ("?", None)
     assert isinstance(found, ItemError)
     assert (key, found.code) == (expected[0], expected[1].code)
+
+
+def test_a_whole_error_page_is_cut_to_a_line_of_500_characters() -> None:
+    provider = GeminiProvider(FAKE_KEY, base_url="http://127.0.0.1:9")
+    try:
+        shown = provider.shown("<html>\n" + "<p>Bad gateway</p>\n" * 500)
+    finally:
+        provider.close()
+    assert len(shown) == 500 and shown.endswith("…")
+    assert "\n" not in shown

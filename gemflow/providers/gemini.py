@@ -33,6 +33,7 @@ from gemflow.providers.registry import service_of
 
 KEY_VARIABLES = ("GOOGLE_API_KEY", "GEMINI_API_KEY")  # the SDK's own order
 UNREADABLE = "unreadable answer from the API: "
+MAX_SHOWN = 500  # characters of a server's text in an error message
 READ_GRACE = 1.0  # seconds a read may wait beyond the deadline of its call (see _read_timeout)
 _SECONDS = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
 
@@ -177,7 +178,7 @@ class GeminiProvider:
                 raise ApiError(f"no answer within {waited:g} s ({kind})") from None
             raise ApiError(self.shown(f"could not reach the API ({kind}: {exc})")) from None
         except json.JSONDecodeError as exc:
-            start = one_line(exc.doc[:60]) if isinstance(exc.doc, str) else ""
+            start = one_line(self.redact(exc.doc))[:60] if isinstance(exc.doc, str) else ""
             what = f"not JSON ({exc})" + (f", starting {start!r}" if start else "")
             raise ApiError(self.shown(UNREADABLE + what), retryable=True) from None
         except pydantic.ValidationError as exc:
@@ -196,8 +197,10 @@ class GeminiProvider:
         )
 
     def shown(self, text: str) -> str:
-        """A server's text as an error message shows it: one line, no escape sequences, no key."""
-        return one_line(self.redact(text))
+        """A server's text as an error message shows it: one line, no escape sequences, no key,
+        and not a whole page (a proxy's HTML error page is the message of its 502)."""
+        line = one_line(self.redact(text))
+        return line if len(line) <= MAX_SHOWN else line[: MAX_SHOWN - 1] + "…"
 
     def redacted(self, response: ApiResponse) -> ApiResponse:
         """``response`` with the secrets taken out of every text the server sent back."""
