@@ -12,11 +12,13 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 from gemflow.cache.local import default_cache_dir
 from gemflow.cache.store import ResultStore, open_store
 from gemflow.engine.events import Event, RunSummary
 from gemflow.engine.runner import RunOptions, run_workflow
+from gemflow.interrupts import deferred
 from gemflow.providers.connection import Connection
 from gemflow.workflow import Workflow
 
@@ -71,10 +73,25 @@ def open_session(
         connection = Connection.emulator(rewrite=rewrite, retries=retries, rpm=rpm)
     else:
         connection = Connection.google(api_key=api_key, base_url=base_url, retries=retries, rpm=rpm)
-    with (
-        connection,
-        contextlib.closing(
-            open_store(cache if cache is not None else default_cache_dir(Path(workflow_path)))
-        ) as store,
-    ):
-        yield Session(store, connection)
+    with _closed_whole(connection):
+        location = cache if cache is not None else default_cache_dir(Path(workflow_path))
+        with _closed_whole(open_store(location)) as store:
+            yield Session(store, connection)
+
+
+T = TypeVar("T", bound="Closable")
+
+
+class Closable(Protocol):
+    def close(self) -> None: ...
+
+
+@contextlib.contextmanager
+def _closed_whole(thing: T) -> Iterator[T]:
+    """``thing``, closed at the end even if a Ctrl-C or SIGTERM comes meanwhile (it is delivered
+    once ``thing`` is closed)."""
+    try:
+        yield thing
+    finally:
+        with deferred():
+            thing.close()

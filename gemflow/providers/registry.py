@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 from typing import TYPE_CHECKING, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 from gemflow.models import model_info
 
@@ -41,5 +42,13 @@ def provider_class(api: str) -> ProviderClass:
 
 
 def service_of(base_url: str | None) -> str | None:
-    """The service identity of an endpoint, as cache keys record it: None is Google's own."""
-    return base_url or None
+    """The service identity of an endpoint, as cache keys record it: None is Google's own.
+
+    The identity goes into lock files and ``--json``, so it is the endpoint without what may be a
+    secret: no ``user:password@``, query string (``?key=...``) or fragment.
+    """
+    if not base_url:
+        return None
+    url = urlsplit(base_url)
+    host = url.netloc.rpartition("@")[2]
+    return urlunsplit((url.scheme, host, url.path, "", ""))
