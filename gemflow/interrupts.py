@@ -26,19 +26,26 @@ STOPPING = (signal.SIGINT, signal.SIGTERM)
 def deferred() -> Iterator[None]:
     """Run the block to its end even if SIGINT or SIGTERM arrives; deliver the signal after it.
 
-    Only the main thread receives signals; in any other (a notebook's worker, say) the block
-    simply runs. A handler set outside Python is left alone.
+    A second signal is not deferred: whoever sends it means it (the block may be stuck waiting
+    for another process's lock). Only the main thread receives signals; in any other (a
+    notebook's worker, say) the block simply runs. A handler set outside Python is left alone.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     received: list[int] = []
+
+    def hold(number: int, frame: object) -> None:
+        if received:
+            raise KeyboardInterrupt
+        received.append(number)
+
     previous = {}
     for signum in STOPPING:
         handler = signal.getsignal(signum)
         if handler is not None:
             previous[signum] = handler
-            signal.signal(signum, lambda number, frame: received.append(number))
+            signal.signal(signum, hold)
     try:
         yield
     finally:

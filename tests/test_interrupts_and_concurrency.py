@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from conftest import FAKE_KEY, Project
 
+from gemflow.interrupts import deferred
+
 
 def independent(count: int) -> str:
     steps = "\n".join(f"  s{i}: {{kind: generate, prompt: 'picture {i}'}}" for i in range(count))
@@ -253,3 +255,21 @@ def test_a_signal_while_the_run_finishes_ends_it_with_130_and_whole_files(
     assert sorted(project.lock["steps"]) == ["s0", "s1"]
     assert len(project.calls()) == 2
     assert not list(project.root.rglob("*.tmp"))
+
+
+def test_a_signal_during_finishing_work_comes_once_it_is_done() -> None:
+    done = []
+    with pytest.raises(KeyboardInterrupt), deferred():
+        signal.raise_signal(signal.SIGINT)
+        done.append("saved")
+    assert done == ["saved"]
+
+
+def test_a_second_signal_during_finishing_work_stops_it_at_once() -> None:
+    done = []
+    with pytest.raises(KeyboardInterrupt), deferred():
+        signal.raise_signal(signal.SIGINT)
+        signal.raise_signal(signal.SIGINT)
+        done.append("saved")
+    assert done == []
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
