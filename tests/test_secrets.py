@@ -41,7 +41,7 @@ def assert_nowhere(project: Project, result: Result, secret: str) -> None:
         ("http://bob:s3cret@example.com:8080/gemini", "http://example.com:8080/gemini"),
         ("https://bob@example.com", "https://example.com"),
         ("https://example.com/v?key=AIzaSECRET&x=1", "https://example.com/v"),
-        ("https://example.com/#token", "https://example.com/"),
+        ("https://example.com/#token", "https://example.com"),  # no trailing / (one service)
         ("http://bob:pw@[::1]:9000", "http://[::1]:9000"),
         ("https://example.com", "https://example.com"),
     ],

@@ -62,6 +62,8 @@ def service_of(base_url: str | None) -> str | None:
         return None  # Google's own endpoint, written out: Google's service
     if host == "localhost":
         host = "127.0.0.1"  # one machine, two spellings: one service
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 address keeps its brackets
     port = url.port
     if port is not None and DEFAULT_PORTS.get(scheme) != port:
         host = f"{host}:{port}"
