@@ -29,6 +29,8 @@ from __future__ import annotations
 import errno
 from dataclasses import dataclass
 
+from gemflow.outside import one_line
+
 EXIT_OK = 0
 EXIT_STEP_FAILED = 1
 EXIT_USAGE = 2
@@ -120,15 +122,21 @@ class ApiError(StepError):
         code: int | None = None,
         status: str | None = None,
         retry_delay: float | None = None,
+        retryable: bool | None = None,
     ) -> None:
         self.code = code
         self.status = status
         self.retry_delay = retry_delay
+        self._retryable = retryable
         prefix = " ".join(str(x) for x in (code, status) if x)
         super().__init__(f"{prefix}: {message}" if prefix else message)
 
     @property
     def retryable(self) -> bool:
+        """Worth sending again: as said when made, else by the HTTP status (no status: the
+        request got no answer, a timeout or a lost connection)."""
+        if self._retryable is not None:
+            return self._retryable
         return self.code is None or self.code in (408, 429, 500, 502, 503, 504)
 
 
@@ -138,5 +146,6 @@ class NoImageError(StepError):
     def __init__(self, reason: str, text: str = "") -> None:
         self.reason = reason
         self.text = text
-        detail = f": {text.strip()[:300]}" if text.strip() else ""
+        shown = one_line(text)[:300]  # a model's words, shown in one line of a report
+        detail = f": {shown}" if shown else ""
         super().__init__(f"no image returned ({reason}){detail}")

@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from gemflow.cache.local import default_cache_dir
 from gemflow.cache.store import ResultStore, open_store
@@ -20,6 +20,7 @@ from gemflow.cache.tiered import TieredStore, lock_keys, remote_settings
 from gemflow.engine.events import Event, RunSummary
 from gemflow.engine.outputs import load_lock
 from gemflow.engine.runner import RunOptions, run_workflow
+from gemflow.interrupts import deferred
 from gemflow.providers.connection import Connection
 from gemflow.workflow import Workflow
 
@@ -90,9 +91,27 @@ def open_session(
         connection = Connection.emulator(rewrite=rewrite, retries=retries, rpm=rpm)
     else:
         connection = Connection.google(api_key=api_key, base_url=base_url, retries=retries, rpm=rpm)
-    with connection:
+    with _closed_whole(connection):
         store = open_store(cache if cache is not None else default_cache_dir(path))
         if shared.url is not None:
             store = TieredStore(store, shared.url, push=shared.push, options=remote_options)
-        with contextlib.closing(store):
+        with _closed_whole(store):
             yield Session(store, connection)
+
+
+T = TypeVar("T", bound="Closable")
+
+
+class Closable(Protocol):
+    def close(self) -> None: ...
+
+
+@contextlib.contextmanager
+def _closed_whole(thing: T) -> Iterator[T]:
+    """``thing``, closed at the end even if a Ctrl-C or SIGTERM comes meanwhile (it is delivered
+    once ``thing`` is closed)."""
+    try:
+        yield thing
+    finally:
+        with deferred():
+            thing.close()

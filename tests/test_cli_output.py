@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from conftest import Project
 
 from gemflow.cli import cli
+from gemflow.engine.events import Status
 
 SIMPLE = """\
 version: 1
@@ -128,3 +129,37 @@ def test_a_target_after_the_workflow_still_works(project: Project, target: str) 
     project.write(SIMPLE)
     doc = project.run_json(target)
     assert target in {s["id"] for s in doc["steps"]}
+
+
+HOSTILE = "\x1b[2J\x1b]0;title\x07\rforged\nline\u202e\x9b31m"
+
+
+@pytest.mark.parametrize("styled", [False, True], ids=["plain", "rich"])
+def test_the_terminal_writes_control_characters_from_outside_as_escapes(
+    styled: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rich.console import Console
+
+    from gemflow.engine.events import Notice, StepFinished, StepReport
+    from gemflow.engine.reasons import reason
+    from gemflow.report.terminal import TerminalReporter
+
+    console = Console(stderr=True, highlight=False, soft_wrap=True) if styled else None
+    terminal = TerminalReporter(console)
+    terminal(Notice(f"warning from outside: {HOSTILE}"))
+    failed = StepReport(
+        id="apple",
+        kind="generate",
+        status=Status.FAILED,
+        reason=reason("new-step"),
+        output="out/apple.png",
+        error=f"no image returned (STOP): {HOSTILE}",
+        result={"verdict": HOSTILE},
+    )
+    terminal(StepFinished(failed))
+    terminal.failure(failed)
+    shown = capsys.readouterr().err
+    assert not [c for c in shown if (c < " " and c != "\n") or "\x7f" <= c <= "\x9f"]
+    assert "\u202e" not in shown
+    assert "\\x1b[2J\\x1b]0;title\\x07\\x0dforged\\x0aline\\u202e\\x9b31m" in shown
+    assert len(shown.splitlines()) == 4  # the notice, the step and its error, the failure

@@ -21,6 +21,14 @@ from gemflow.emulator.command import emulator_command
 REPO = Path(__file__).resolve().parents[1]
 
 
+def test_help_names_every_fault() -> None:
+    from gemflow.emulator.faults import FAULT_NAMES
+
+    result = CliRunner().invoke(emulator_command, ["--help"], catch_exceptions=False)
+    listed = " ".join(result.output.split()).split("Names: ")[1].split(".")[0]
+    assert listed.split() == list(FAULT_NAMES)
+
+
 def test_help_lists_the_options() -> None:
     result = CliRunner().invoke(emulator_command, ["--help"], catch_exceptions=False)
     assert result.exit_code == 0

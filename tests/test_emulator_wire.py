@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import http.client
 import io
 import json
+import socket
+import time
 import urllib.error
 import urllib.request
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from PIL import Image
 
+import gemflow.emulator.server
 from gemflow.emulator import Emulator, Faults
 from gemflow.emulator.render import pixel_size
 from gemflow.models import known_models
@@ -317,3 +322,84 @@ def test_count_tokens_counts_text_and_images(emu: Emulator) -> None:
     status, _, payload = call(emu, f"/v1/models/{MODEL}:countTokens", body)
     assert status == 200
     assert payload["totalTokens"] == 2 + known_models()[MODEL].input_image_tokens
+
+
+# --- hostile clients -----------------------------------------------------------------------------
+
+
+def raw_post(emu: Emulator, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    connection = http.client.HTTPConnection("127.0.0.1", int(emu.url.rsplit(":", 1)[1]), timeout=10)
+    try:
+        connection.request(
+            "POST", generate_path(), body=body, headers={"x-goog-api-key": "k", **headers}
+        )
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()
+
+
+def zeros_gzipped(size: int) -> bytes:
+    """``size`` zero bytes, gzipped a megabyte at a time (a thousand to one)."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    chunk = bytes(1024 * 1024)
+    parts = [
+        packer.compress(chunk[: min(len(chunk), size - done)])
+        for done in range(0, size, len(chunk))
+    ]
+    return b"".join([*parts, packer.flush()])
+
+
+def test_a_gzip_bomb_is_refused_without_inflating_it(
+    emu: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(gemflow.emulator.server, "MAX_BODY_BYTES", 1024 * 1024)
+    bomb = zeros_gzipped(64 * 1024 * 1024)  # 64 MiB of zeros in some 64 KB
+    status, payload = raw_post(emu, bomb, {"Content-Encoding": "gzip"})
+    assert status == 400
+    assert payload["error"]["message"] == "Request payload size exceeds the limit: 1048576 bytes."
+
+
+def test_a_body_over_the_limit_is_refused_unread(
+    emu: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(gemflow.emulator.server, "MAX_BODY_BYTES", 1024)
+    status, payload = raw_post(emu, b"{" + b" " * 2048 + b"}", {})
+    assert status == 400
+    assert payload["error"]["message"] == "Request payload size exceeds the limit: 1024 bytes."
+
+
+def test_a_gzipped_body_within_the_limit_is_read(emu: Emulator) -> None:
+    body = json.dumps({"contents": [{"parts": [{"text": "Zipped"}]}]}).encode()
+    status, _ = raw_post(emu, gzip.compress(body), {"Content-Encoding": "gzip"})
+    assert status == 200
+    assert emu.api_calls()[0]["prompt"] == "Zipped"
+
+
+@pytest.mark.parametrize("pause", [0.1, None], ids=["trickling", "stalled"])
+def test_a_client_slow_to_send_its_request_is_cut_off(
+    monkeypatch: pytest.MonkeyPatch, pause: float | None
+) -> None:
+    monkeypatch.setattr(gemflow.emulator.server, "REQUEST_SECONDS", 1.0)
+    request = f"POST {generate_path()} HTTP/1.1\r\nHost: x\r\nX-Slow: {'a' * 200}".encode()
+    with Emulator(scale=SCALE) as emu:
+        client = socket.create_connection(("127.0.0.1", int(emu.url.rsplit(":", 1)[1])))
+        client.settimeout(0.1)
+        started = time.monotonic()
+        try:
+            if pause is None:
+                client.sendall(request[:40])
+            for index in range(len(request)):
+                if pause is not None:
+                    client.sendall(request[index : index + 1])
+                try:
+                    if client.recv(1024) == b"":
+                        break  # the emulator closed the connection
+                except TimeoutError:
+                    pass
+                except OSError:
+                    break
+                assert time.monotonic() - started < 5, "the emulator still waits for the request"
+        finally:
+            client.close()
+    assert 0.9 < time.monotonic() - started < 2.5

@@ -13,6 +13,7 @@ import io
 import os
 import struct
 import threading
+import time
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -23,11 +24,13 @@ from conftest import PHOTOS, Project
 from PIL import Image
 
 import gemflow.workflow.load
+import gemflow.workflow.vars
 from gemflow.errors import InputError, Problem, WorkflowError
 from gemflow.fileio import DigestMemo
 from gemflow.imaging.operations import for_api
 from gemflow.kinds.base import InputImage
 from gemflow.workflow.load import MAX_WORKFLOW_BYTES, load_workflow
+from gemflow.workflow.vars import MAX_EXPANDED
 from gemflow.workflow.yamlsafe import MAX_ALIASES, MAX_DEPTH, MAX_EXPANSION, YamlError, load_yaml
 
 HEADER = "version: 1\ndefaults: {model: gemini-3.1-flash-image}\nsteps:\n"
@@ -355,6 +358,43 @@ def test_nan_and_infinity_are_numbers(text: str, expected: str) -> None:
     assert str(data["v"]) == expected
 
 
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("timeout: .nan", "'timeout' must be a finite number, not nan"),
+        ("timeout: .inf", "'timeout' must be a finite number, not inf"),
+        ("temperature: .nan", "'temperature' must be a finite number, not nan"),
+        ("temperature: -.inf", "'temperature' must be a finite number, not -inf"),
+        ("matrix: {temperature: [0.5, .NaN]}", "'temperature' must be a finite number, not nan"),
+    ],
+)
+def test_a_number_that_is_not_finite_is_refused(tmp_path: Path, setting: str, message: str) -> None:
+    problem = the_problem(
+        tmp_path / "wf.yaml", HEADER + f"  a: {{kind: generate, prompt: x, {setting}}}\n"
+    )
+    assert (problem.line, problem.message) == (4, message)
+
+
+def test_a_default_that_is_not_finite_is_refused(tmp_path: Path) -> None:
+    text = ONE_STEP.replace(
+        "{model: gemini-3.1-flash-image}", "{model: gemini-3.1-flash-image, rpm: .inf}"
+    )
+    problem = the_problem(tmp_path / "wf.yaml", text)
+    assert problem.message == "'defaults.rpm' must be a finite number, not inf"
+
+
+@pytest.mark.parametrize("option", ["--rpm", "--batch-poll", "--batch-deadline"])
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_a_command_line_number_that_is_not_finite_is_a_usage_error(
+    project: Project, option: str, value: str
+) -> None:
+    project.write(ONE_STEP)
+    doc = project.run_json(option, value, expect=2)
+    assert (doc["ok"], doc["exit_code"]) == (False, 2)
+    assert f"{value} is not a finite number" in doc["errors"][0]["message"]
+    assert project.emulator.requests == []
+
+
 def test_an_equals_sign_is_text() -> None:
     data, _ = load_yaml("v: =\n=: v\n")
     assert data == {"v": "=", "=": "v"}
@@ -380,6 +420,77 @@ def test_a_list_as_a_layer_anchor_is_refused(tmp_path: Path) -> None:
     )
     problem = the_problem(tmp_path / "wf.yaml", text)
     assert "'anchor' must be one of" in problem.message
+
+
+# --- workflow files: vars that multiply ------------------------------------------------------
+
+
+def vars_bomb(levels: int) -> str:
+    """Each var uses the one before ten times, so ``v{levels}`` stands for 10**(levels + 1) x's,
+    and the step's prompt is that var. At 8 levels this is the audit's bomb: some 650 bytes that
+    expand into a 1 GB prompt."""
+    lines = ["version: 1", "vars:", "  v0: xxxxxxxxxx"]
+    lines += [f"  v{i}: '{f'${{v{i - 1}}}' * 10}'" for i in range(1, levels + 1)]
+    step = f"{{kind: generate, model: gemini-3.1-flash-image, prompt: '${{v{levels}}}'}}"
+    return "\n".join([*lines, "steps:", f"  a: {step}"]) + "\n"
+
+
+@pytest.mark.parametrize("levels", [6, 8], ids=["10 MB", "1 GB"])
+def test_vars_that_multiply_past_the_limit_are_refused_naming_the_var(
+    tmp_path: Path, levels: int
+) -> None:
+    started = time.monotonic()
+    problems = problems_of(tmp_path / "wf.yaml", vars_bomb(levels))
+    assert time.monotonic() - started < 2
+    assert [(p.line, p.step, p.message) for p in problems] == [
+        (9, None, f"var 'v6': expands to more than {MAX_EXPANDED:,} characters (at '${{v5}}')"),
+        *[
+            (3 + i, None, f"var 'v{i}': uses var 'v{i - 1}', which has an error")
+            for i in range(7, levels + 1)
+        ],
+        (5 + levels, "a", f"'prompt': uses var 'v{levels}', which has an error"),
+    ]
+
+
+def test_a_vars_bomb_through_the_cli_is_one_json_document_and_exit_2(project: Project) -> None:
+    project.write(vars_bomb(8))
+    doc = project.run_json(expect=2)
+    assert (doc["ok"], doc["exit_code"]) == (False, 2)
+    assert doc["errors"][0]["message"].startswith("var 'v6': expands to more than")
+    assert project.emulator.requests == []
+
+
+def test_a_var_of_the_largest_size_is_fine(tmp_path: Path) -> None:
+    path = tmp_path / "wf.yaml"
+    path.write_text(
+        HEADER.replace("steps:", f"vars:\n  big: {'x' * MAX_EXPANDED}\nsteps:")
+        + "  a: {kind: generate, prompt: x, description: '${big}'}\n"
+    )
+    assert len(load_workflow(path).steps["a"].params["description"]) == MAX_EXPANDED
+
+
+def test_a_string_that_its_vars_make_too_long_is_refused(tmp_path: Path) -> None:
+    half = MAX_EXPANDED // 2 + 1
+    text = HEADER.replace("steps:", f"vars:\n  half: {'x' * half}\nsteps:")
+    text += "  a: {kind: generate, prompt: '${half} and ${half}'}\n"
+    problem = the_problem(tmp_path / "wf.yaml", text)
+    assert (problem.line, problem.step) == (6, "a")
+    assert problem.message == (
+        f"'prompt' expands to more than {MAX_EXPANDED:,} characters (at '${{half}}')"
+    )
+
+
+def test_vars_used_by_many_steps_are_bounded_in_all(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(gemflow.workflow.vars, "MAX_EXPANDED_TOTAL", 1_000_000)
+    text = HEADER.replace("steps:", f"vars:\n  big: {'x' * 100_000}\nsteps:")
+    text += "".join(f"  s{i}: {{kind: generate, prompt: 'a ${{big}}'}}\n" for i in range(20))
+    problem = the_problem(tmp_path / "wf.yaml", text)
+    assert (problem.line, problem.step) == (16, "s10")  # 11 x 99,994 added
+    assert problem.message == (
+        "vars expand to more than 1,000,000 characters in all: the workflow is not loaded further"
+    )
 
 
 # --- workflow files: what the path is --------------------------------------------------------

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from conftest import FAKE_KEY, Project
 
+from gemflow.interrupts import deferred
+
 
 def independent(count: int) -> str:
     steps = "\n".join(f"  s{i}: {{kind: generate, prompt: 'picture {i}'}}" for i in range(count))
@@ -171,3 +173,103 @@ def test_a_second_interrupt_exits_now_and_keeps_every_answer_that_arrived(
     assert len(list((project.root / "out").iterdir())) == 2
     doc = project.run_json()
     assert sorted(s["status"] for s in doc["steps"]) == ["cached", "cached", "run", "run"]
+
+
+# A run whose finishing (saving the lock file, closing the store, writing --json) or whose very
+# end is hit by a signal: the hook sends it to the process at that moment, once.
+SIGNAL_AT = """
+import os, signal, sys, time
+import {module} as where
+
+original = where.{attribute}
+fired = []
+
+
+def hooked(*args, **kwargs):
+    if {after}:
+        try:
+            return original(*args, **kwargs)
+        finally:
+            signal_now()
+    signal_now()
+    return original(*args, **kwargs)
+
+
+def signal_now():
+    if not fired:
+        fired.append(True)
+        os.kill(os.getpid(), signal.{signal})
+        time.sleep(0.3)  # the signal is handled here, in the middle of it
+
+
+{owner}.{name} = hooked
+from gemflow.cli import main
+
+main()
+"""
+MOMENTS = {
+    "saving the lock": ("gemflow.cache.lockfile", "LockFile.save", False),
+    "closing the store": ("gemflow.cache.local", "Store.close", False),
+    "writing the json": ("gemflow.report.jsonout", "JsonReporter.write", False),
+    "after the command": ("gemflow.cli.app", "cli.main", True),
+}
+
+
+@pytest.mark.parametrize(
+    ("moment", "signame"),
+    [
+        ("saving the lock", "SIGINT"),
+        ("saving the lock", "SIGTERM"),
+        ("closing the store", "SIGTERM"),
+        ("writing the json", "SIGINT"),
+        ("after the command", "SIGINT"),
+        ("after the command", "SIGTERM"),
+    ],
+)
+def test_a_signal_while_the_run_finishes_ends_it_with_130_and_whole_files(
+    project: Project, isolated_env: dict[str, str], moment: str, signame: str
+) -> None:
+    module, attribute, after = MOMENTS[moment]
+    owner, _, name = attribute.rpartition(".")
+    script = SIGNAL_AT.format(
+        module=module,
+        attribute=attribute,
+        after=after,
+        signal=signame,
+        owner=f"where.{owner}",
+        name=name,
+    )
+    project.write(independent(2))
+    env = {
+        **isolated_env,
+        "GEMINI_API_KEY": FAKE_KEY,
+        "GEMFLOW_CACHE_DIR": str(project.root / "cache"),
+    }
+    argv = ["run", str(project.workflow), "--base-url", project.emulator.url, "--json"]
+    done = subprocess.run(
+        [sys.executable, "-c", script, *argv], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 130, done.stderr
+    assert "Traceback" not in done.stderr
+    assert json.loads(done.stdout)["steps"]  # one whole document
+    assert sorted(project.lock["steps"]) == ["s0", "s1"]
+    assert len(project.calls()) == 2
+    assert not list(project.root.rglob("*.tmp"))
+
+
+def test_a_signal_during_finishing_work_comes_once_it_is_done() -> None:
+    done = []
+    with pytest.raises(KeyboardInterrupt), deferred():
+        signal.raise_signal(signal.SIGINT)
+        done.append("saved")
+    assert done == ["saved"]
+
+
+def test_a_second_signal_during_finishing_work_stops_it_at_once() -> None:
+    done = []
+    with pytest.raises(KeyboardInterrupt), deferred():
+        signal.raise_signal(signal.SIGINT)
+        signal.raise_signal(signal.SIGINT)
+        done.append("saved")
+    assert done == []
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

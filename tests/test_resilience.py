@@ -187,7 +187,7 @@ def test_a_request_that_times_out_is_retried_and_can_succeed(
     )
     assert time.monotonic() - started < 2
     assert sent.attempts == 2
-    assert told == ["no answer within 0.3 s (ReadTimeout); retry 1/5 in 1.0 s"]
+    assert told == ["no answer within 0.3 s; retry 1/5 in 1.0 s"]
 
 
 def test_requests_that_keep_timing_out_fail_quickly(
@@ -202,6 +202,19 @@ def test_requests_that_keep_timing_out_fail_quickly(
     assert time.monotonic() - started < 2
     assert caught.value.code is None
     assert caught.value.attempts == 2
+
+
+def test_an_answer_not_whole_by_the_deadline_is_abandoned_and_its_connection_cut(
+    emu: Emulator, gemini: GeminiProvider
+) -> None:
+    emu.faults.push("trickle")  # a byte every 0.05 s: no read waits long, the whole takes minutes
+    started = time.monotonic()
+    with pytest.raises(ApiError, match=r"^no answer within 1 s$") as caught:
+        gemini.generate(REQUEST, timeout=1)
+    assert 1 <= time.monotonic() - started < 1.5
+    assert caught.value.retryable
+    assert_no_request_left_running()  # while the client is still open
+    assert gemini.generate(REQUEST, timeout=1).image  # and the client still works
 
 
 # -- the policy and the server's delay ------------------------------------------------------------
@@ -250,6 +263,33 @@ def test_retry_info_wins_over_retry_after() -> None:
 
 def test_no_retry_info_and_no_retry_after_means_no_delay_asked() -> None:
     assert server_retry_delay(sdk_error({})) is None
+
+
+@pytest.mark.parametrize("delay", ["1.2.3s", ".s", "1e999s", "s", "-1s", "1.5", "", "NaNs"])
+def test_a_malformed_retry_delay_is_ignored(delay: str) -> None:
+    info = {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": delay}
+    assert server_retry_delay(sdk_error({}, [info])) is None
+    assert server_retry_delay(sdk_error({"Retry-After": "3"}, [info])) == 3.0
+
+
+@pytest.mark.parametrize(
+    "value", ["1.2.3", "soon", "Wed, 99 Foo 2026 07:28:30 GMT", "1" * 400, "-5", "", " "]
+)
+def test_a_malformed_retry_after_is_ignored(value: str) -> None:
+    assert server_retry_delay(sdk_error({"Retry-After": value})) is None
+
+
+@pytest.mark.parametrize(
+    "details", [[{"@type": "RetryInfo", "retryDelay": 5}], ["RetryInfo"], [None], [[1, 2]]]
+)
+def test_retry_details_of_the_wrong_shape_are_ignored(details: list) -> None:
+    assert server_retry_delay(sdk_error({}, details)) is None
+
+
+@pytest.mark.parametrize("body", [{"error": "slow down"}, {"error": {"details": "x"}}, [1, 2], "x"])
+def test_an_error_body_of_the_wrong_shape_asks_no_delay(body: object) -> None:
+    error = genai_errors.ClientError(429, body, httpx2.Response(429))  # type: ignore[arg-type]
+    assert server_retry_delay(error) is None
 
 
 # -- the rate limiter -----------------------------------------------------------------------------
@@ -398,7 +438,26 @@ def test_a_step_timeout_bounds_each_of_its_requests(workflow: Runs) -> None:
     assert time.monotonic() - started < 3
     [report] = summary.steps
     assert (report.status, report.api_calls) == ("run", 2)
-    assert workflow.notices == ["apple: no answer within 0.3 s (ReadTimeout); retry 1/3 in 1.0 s"]
+    assert workflow.notices == ["apple: no answer within 0.3 s; retry 1/3 in 1.0 s"]
+
+
+def test_a_step_timeout_is_a_deadline_for_the_whole_answer(workflow: Runs) -> None:
+    workflow.emu.faults.push("trickle")  # a byte every 0.05 s: each read is quick, the whole is not
+    started = time.monotonic()
+    summary = workflow.run(WORKFLOW + "    timeout: 1\n")
+    assert time.monotonic() - started < 4
+    [report] = summary.steps
+    assert (report.status, report.api_calls) == ("run", 2)
+    assert workflow.notices == ["apple: no answer within 1 s; retry 1/3 in 1.0 s"]
+    assert_no_request_left_running()
+
+
+def assert_no_request_left_running(within: float = 2.0) -> None:
+    """The abandoned request's connection was cut, so no thread is still reading its answer."""
+    deadline = time.monotonic() + within
+    while any(t.name == "gemflow-request" for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "an abandoned request is still being read"
+        time.sleep(0.05)
 
 
 def test_a_step_that_gave_up_reports_every_request_it_sent(workflow: Runs) -> None:

@@ -121,7 +121,7 @@ def test_a_probe_waits_no_longer_than_its_timeout(tmp_path: Path, emulator: Emul
         summary = run(write(tmp_path, text), store, connection)
     [report] = summary.steps
     assert report.status == "failed"
-    assert report.error == "no answer within 0.3 s (ReadTimeout)"
+    assert report.error == "no answer within 0.3 s"
     assert report.api_calls == 1
 
 
@@ -233,3 +233,21 @@ def test_a_new_provider_is_one_registry_line(
     assert statuses(summary) == ["run", "run"]
     assert sorted(Recording.sent) == ["A green pear.", "A red apple."]
     assert sorted(Recording.sent) == sorted(call["prompt"] for call in emulator.api_calls())
+
+
+@pytest.mark.parametrize(
+    ("written", "service"),
+    [
+        ("https://generativelanguage.googleapis.com", None),
+        ("https://generativelanguage.googleapis.com/", None),
+        ("HTTPS://GenerativeLanguage.googleapis.com:443/", None),
+        ("http://localhost:8080/", "http://127.0.0.1:8080"),
+        ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
+        ("http://proxy.example:80/gemini/", "http://proxy.example/gemini"),
+        ("http://user:pw@proxy.example/?key=x#y", "http://proxy.example"),
+    ],
+)
+def test_one_endpoint_written_two_ways_is_one_service(written: str, service: str | None) -> None:
+    from gemflow.providers.registry import service_of
+
+    assert service_of(written) == service

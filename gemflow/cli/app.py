@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from pathlib import Path
@@ -32,6 +33,16 @@ Exit codes:
 """
 
 
+class FiniteFloat(click.FloatRange):
+    """A ``click.FloatRange`` that refuses nan and infinity: nan passes any range check."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value} is not a finite number", param, ctx)
+        return super().convert(number, param, ctx)
+
+
 class _Gemflow(click.Group):
     """Turns gemflow's errors into one-line messages and documented exit codes: no tracebacks."""
 
@@ -53,13 +64,18 @@ class _Gemflow(click.Group):
                 os._exit(EXIT_INTERRUPTED)
             raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
         except WorkflowError as exc:
+            from gemflow.outside import visible
+
             for problem in exc.problems:
-                click.echo(f"error: {problem}", err=True)
+                click.echo(f"error: {visible(str(problem))}", err=True)
             count = len(exc.problems)
             click.echo(f"{count} problem{'s' * (count != 1)}; nothing was run", err=True)
             raise click.exceptions.Exit(exc.exit_code) from None
         except GemflowError as exc:
-            click.echo(f"error: {exc}", err=True)
+            from gemflow.outside import visible
+
+            shown = "\n".join(visible(line) for line in str(exc).split("\n"))
+            click.echo(f"error: {shown}", err=True)
             raise click.exceptions.Exit(exc.exit_code) from None
 
 

@@ -10,9 +10,10 @@ from typing import Any
 
 import click
 
-from gemflow.cli.app import DEFAULT_WORKFLOW, EPILOG, cli
+from gemflow.cli.app import DEFAULT_WORKFLOW, EPILOG, FiniteFloat, cli
 from gemflow.cli.report import after_run, check_run_option
 from gemflow.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_STEP_FAILED, GemflowError, WorkflowError
+from gemflow.interrupts import deferred
 from gemflow.session import open_session
 
 
@@ -100,7 +101,7 @@ from gemflow.session import open_session
 )
 @click.option(
     "--rpm",
-    type=click.FloatRange(min=0.1),
+    type=FiniteFloat(min=0.1),
     metavar="N",
     help="At most N requests a minute to each model, across the whole run; overrides "
     "the workflow's 'rpm' (default: the workflow's, else no limit).",
@@ -125,7 +126,7 @@ from gemflow.session import open_session
 )
 @click.option(
     "--batch-poll",
-    type=click.FloatRange(min=0.01),
+    type=FiniteFloat(min=0.01),
     default=30.0,
     show_default=True,
     metavar="SECONDS",
@@ -133,7 +134,7 @@ from gemflow.session import open_session
 )
 @click.option(
     "--batch-deadline",
-    type=click.FloatRange(min=0.01, max=47),
+    type=FiniteFloat(min=0.01, max=47),
     default=24.0,
     show_default=True,
     metavar="HOURS",
@@ -187,6 +188,7 @@ def run(
     from gemflow.report.jsonout import JsonReporter
     from gemflow.report.terminal import TerminalReporter
 
+    _sigterm_interrupts()
     paths, targets = _workflows_and_targets(names)
     json_out = JsonReporter() if as_json else None
     reporters: list[Any] = [TerminalReporter(verbose=verbose, quiet=quiet)]
@@ -223,7 +225,6 @@ def run(
                 remote=remote,
                 push=push,
             ) as session:
-                _sigterm_interrupts()
                 summary = session.run(wf, options, emit=reporters)
                 ok = summary.ok and ok
                 if report_to is not None:
@@ -231,10 +232,12 @@ def run(
     except (GemflowError, KeyboardInterrupt) as exc:
         if json_out is not None:
             code = exc.exit_code if isinstance(exc, GemflowError) else EXIT_INTERRUPTED
-            json_out.write(exc, code)
+            with deferred():  # one whole document, even if interrupted again
+                json_out.write(exc, code)
         raise
     if json_out is not None:
-        json_out.write()
+        with deferred():
+            json_out.write()
     sys.exit(EXIT_OK if ok else EXIT_STEP_FAILED)
 
 

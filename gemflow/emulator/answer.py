@@ -18,10 +18,13 @@ from typing import Any
 
 from gemflow.emulator.catalog import thinks
 from gemflow.emulator.faults import (
+    BROKEN_ANSWERS,
     HANG_SECONDS,
     HTTP_FAULTS,
     RETRYABLE_WITH_DELAY,
+    TRICKLE_SECONDS,
     Faults,
+    broken_answer,
     content_fault_body,
 )
 from gemflow.emulator.lettering import NO_TEXT, drawn_text, misspell, refusal
@@ -30,7 +33,14 @@ from gemflow.emulator.render import Scene, image_dimensions, nearest_ratio, rend
 from gemflow.emulator.rewrite import Rewriter
 from gemflow.emulator.takes import Takes
 from gemflow.emulator.usage import THOUGHTS_TOKENS, usage_metadata
-from gemflow.emulator.wire import ApiFailure, GenerateRequest, bad_request, error_detail
+from gemflow.emulator.wire import (
+    ApiFailure,
+    GenerateRequest,
+    Reply,
+    bad_request,
+    dump,
+    error_detail,
+)
 from gemflow.models import ModelInfo
 
 IMAGE_TEXT = "Here is your image."
@@ -70,8 +80,11 @@ class Answerer:
         *,
         text_only: bool,
         batch: bool = False,
-    ) -> dict[str, Any]:
-        """The generate answer body. Raises ApiFailure for HTTP faults, Dropped when stopped.
+        key: str = "",
+    ) -> dict[str, Any] | Reply:
+        """The generate answer body, or a whole reply for a broken answer. Raises ApiFailure for
+        HTTP faults, Dropped when stopped. ``key`` is the request's API key, for a fault that
+        echoes it (never logged).
 
         A ``batch`` item is answered like an interactive request (same picture, same takes), but
         only a marker in its prompt gives it a fault, and neither latency nor ``hang`` delay it:
@@ -86,8 +99,13 @@ class Answerer:
             fault = None
         if fault in HTTP_FAULTS:
             raise self._http_fault(fault)
+        if fault == "trickle":
+            return Reply(200, dump(self._image_answer(info, request)), trickle=TRICKLE_SECONDS)
+        if fault in BROKEN_ANSWERS:
+            body, content_type = broken_answer(fault, self._image_answer(info, request))
+            return Reply(200, body, content_type)
         if fault:
-            return self._content_fault(info, request, fault)
+            return self._content_fault(info, request, fault, key)
         if text_only or not request.wants_image:
             return self._text_answer(info, request)
         return self._image_answer(info, request)
@@ -116,12 +134,12 @@ class Answerer:
         )
 
     def _content_fault(
-        self, info: ModelInfo, request: GenerateRequest, fault: str
+        self, info: ModelInfo, request: GenerateRequest, fault: str, key: str = ""
     ) -> dict[str, Any]:
         thoughts = THOUGHTS_TOKENS if thinks(info.id) and fault != "blocked" else 0
         usage = usage_metadata(info, request, output=[], thoughts=thoughts)
         envelope = _envelope(info, self._scene(info, request), request, usage)
-        return {**content_fault_body(fault), **envelope}
+        return {**content_fault_body(fault, key), **envelope}
 
     def _scene(self, info: ModelInfo, request: GenerateRequest, drawn: str | None = None) -> Scene:
         return Scene(

@@ -36,7 +36,15 @@ from gemflow.emulator.batch_faults import ITEM_ERRORS, BatchFaults, ItemFaults
 from gemflow.emulator.catalog import check_request
 from gemflow.emulator.faults import MARKER
 from gemflow.emulator.files import FileStore, FileWriter, make_page_token, page_size, page_token
-from gemflow.emulator.wire import ApiFailure, bad_request, dump, first, parse_generate, timestamp
+from gemflow.emulator.wire import (
+    ApiFailure,
+    Reply,
+    bad_request,
+    dump,
+    first,
+    parse_generate,
+    timestamp,
+)
 from gemflow.models import ModelInfo
 
 MAX_INLINE_BYTES = 20 * 1024 * 1024  # the real limit of an inline batch request
@@ -330,6 +338,8 @@ class Batches:
             answer = self.answerer.answer(
                 job.info, request, record, text_only=text_only, batch=True
             )
+            if isinstance(answer, Reply):  # a broken-answer marker: an item cannot be one
+                raise ApiFailure(500, "An internal error has occurred.")
         except ApiFailure as failure:
             status = failure.status()
             if not self.faults.error_details:  # e.g. a 429 marker's RetryInfo: see batch_faults

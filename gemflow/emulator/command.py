@@ -38,8 +38,9 @@ from gemflow.emulator.files import MAX_FILE_BYTES
     "fault_spec",
     default="",
     metavar="SPEC",
-    help='Random fault rates, e.g. "429=0.1,503=0.05". Names: 429 500 503 image_safety '
-    "prohibited no_image text_only blocked hang.",
+    help='Random fault rates, e.g. "429=0.1,503=0.05". Names: 429 500 503 escapes '
+    "image_safety prohibited no_image text_only blocked echo_key html truncated bad_base64 "
+    "bad_usage not_an_image hang trickle.",
 )
 @click.option(
     "--retry-delay",

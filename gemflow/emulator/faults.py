@@ -12,16 +12,30 @@ Fault names::
     429           HTTP 429 RESOURCE_EXHAUSTED, RetryInfo detail and Retry-After header
     500           HTTP 500 INTERNAL
     503           HTTP 503 UNAVAILABLE, RetryInfo detail and Retry-After header
+    escapes       HTTP 400 whose message holds terminal escape sequences and a line break
     image_safety  200, finishReason IMAGE_SAFETY, a text part and no image
     prohibited    200, finishReason PROHIBITED_CONTENT and no content
     no_image      200, finishReason NO_IMAGE and no content
     text_only     200, finishReason STOP with only a text refusal
     blocked       200, no candidates, promptFeedback.blockReason SAFETY
+    echo_key      200, finishReason STOP, a text part quoting the API key the request carried
     hang          no answer for 30 s (or until the emulator stops), then a normal answer
+    trickle       a normal answer whose body is sent one byte every 0.05 s (minutes for an image)
+
+Broken answers, each a 200 to an image request (what a faulty proxy or server might send)::
+
+    html          an HTML error page
+    truncated     the JSON body cut in half (its Content-Length says so: a whole HTTP message)
+    bad_base64    the image's data is not base64
+    bad_usage     a string where usageMetadata has a token count
+    not_an_image  the image's bytes, labelled image/png, are not an image
 """
 
 from __future__ import annotations
 
+import base64
+import copy
+import json
 import math
 import random
 import re
@@ -48,6 +62,11 @@ HTTP_FAULTS: dict[str, tuple[int, str, str]] = {
         "UNAVAILABLE",
         "The model is overloaded. Please try again later. (emulated fault)",
     ),
+    "escapes": (  # a hostile server: terminal escape sequences, a line break, a bidi override
+        400,
+        "INVALID_ARGUMENT",
+        "Bad request \x1b[2J\x1b]0;pwned\x07\x1b[31mred\x1b[0m\r\nfake line\u202e (emulated fault)",
+    ),
 }
 RETRYABLE_WITH_DELAY = frozenset({"429", "503"})
 CONTENT_FAULTS = (
@@ -56,9 +75,12 @@ CONTENT_FAULTS = (
     "no_image",
     "text_only",
     "blocked",
+    "echo_key",
 )
-FAULT_NAMES: tuple[str, ...] = (*HTTP_FAULTS, *CONTENT_FAULTS, "hang")
+BROKEN_ANSWERS = ("html", "truncated", "bad_base64", "bad_usage", "not_an_image")
+FAULT_NAMES: tuple[str, ...] = (*HTTP_FAULTS, *CONTENT_FAULTS, *BROKEN_ANSWERS, "hang", "trickle")
 HANG_SECONDS = 30.0
+TRICKLE_SECONDS = 0.05  # between two bytes of a trickled body: no read waits long, the whole does
 
 MARKER = re.compile(r"\[\[emulator:([A-Za-z0-9_]+)\]\]")
 
@@ -163,8 +185,9 @@ def _check_rates(rates: dict[str, float]) -> None:
         raise ValueError(f"fault rates add up to more than 1: {sum(rates.values()):g}")
 
 
-def content_fault_body(fault: str) -> dict[str, Any]:
-    """The 200 body (without usage and ids) for a fault that answers without an image."""
+def content_fault_body(fault: str, key: str = "") -> dict[str, Any]:
+    """The 200 body (without usage and ids) for a fault that answers without an image; ``key`` is
+    the API key the request carried (what ``echo_key`` quotes)."""
     if fault == "blocked":
         return {"promptFeedback": {"blockReason": "SAFETY"}}
     candidate: dict[str, Any] = {"index": 0}
@@ -178,6 +201,33 @@ def content_fault_body(fault: str) -> dict[str, Any]:
     elif fault == "text_only":
         candidate["content"] = {"role": "model", "parts": [{"text": _REFUSAL}]}
         candidate["finishReason"] = "STOP"
+    elif fault == "echo_key":
+        text = f"Your request with API key {key} cannot be drawn. (emulated fault)"
+        candidate["content"] = {"role": "model", "parts": [{"text": text}]}
+        candidate["finishReason"] = "STOP"
     else:
         raise ValueError(f"{fault!r} is not a content fault")
     return {"candidates": [candidate]}
+
+
+def broken_answer(fault: str, body: dict[str, Any]) -> tuple[bytes, str]:
+    """(bytes, content type) of the 200 answer that ``fault`` makes of ``body``, an image answer."""
+    if fault == "html":
+        page = "<!DOCTYPE html><html><body><h1>502 Bad Gateway</h1>(emulated fault)</body></html>"
+        return page.encode(), "text/html; charset=UTF-8"
+    body = copy.deepcopy(body)
+    image = next(
+        part["inlineData"]
+        for part in body["candidates"][0]["content"]["parts"]
+        if "inlineData" in part and not part.get("thought")
+    )
+    if fault == "bad_base64":
+        image["data"] = "!!! not base64 (emulated fault) !!!"
+    elif fault == "bad_usage":
+        body["usageMetadata"]["promptTokenCount"] = "many (emulated fault)"
+    elif fault == "not_an_image":
+        image["data"] = base64.b64encode(b"<html>not an image (emulated fault)</html>").decode()
+    elif fault != "truncated":
+        raise ValueError(f"{fault!r} is not a broken answer")
+    data = json.dumps(body, separators=(",", ":")).encode()
+    return (data[: len(data) // 2] if fault == "truncated" else data), "application/json"

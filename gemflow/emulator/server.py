@@ -16,12 +16,13 @@ The real google-genai SDK talks to it unchanged (``HttpOptions(base_url=emulator
 from __future__ import annotations
 
 import contextlib
-import gzip
 import shutil
 import socket
 import sys
 import threading
+import time
 import traceback
+import zlib
 from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -41,6 +42,13 @@ from gemflow.emulator.usage import THOUGHTS_TOKENS
 from gemflow.emulator.wire import ApiFailure, Reply, bad_request
 
 __all__ = ["THOUGHTS_TOKENS", "Emulator"]
+
+# A hostile (or broken) client must not hold a thread or the memory: a request must arrive whole
+# within REQUEST_SECONDS, a stalled connection is dropped after SOCKET_SECONDS, and a body may be
+# at most MAX_BODY_BYTES, gzipped or not.
+REQUEST_SECONDS = 60.0
+SOCKET_SECONDS = 30.0
+MAX_BODY_BYTES = 64 * 1024 * 1024
 
 
 # --------------------------------------------------------------------------- HTTP transport
@@ -82,12 +90,73 @@ class _Server(ThreadingHTTPServer):
         super().handle_error(request, client_address)
 
 
+class _Gone(Exception):
+    """The request's body did not arrive: there is no one to answer."""
+
+
+class _Deadline:
+    """A connection's buffered reader, whose reads all end by the deadline of the request being
+    read: a socket timeout bounds only each ``recv``, and a client that sends a byte now and then
+    never trips it. Each ``recv`` here may wait only until the deadline."""
+
+    def __init__(self, raw: Any, connection: socket.socket) -> None:
+        self.raw = raw
+        self.connection = connection
+        self.until = time.monotonic() + REQUEST_SECONDS
+
+    def start(self) -> None:
+        self.until = time.monotonic() + REQUEST_SECONDS
+
+    def _arm(self) -> None:
+        remaining = self.until - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("the request did not arrive in time")
+        self.connection.settimeout(min(remaining, SOCKET_SECONDS))
+
+    def readline(self, limit: int = -1) -> bytes:
+        line = bytearray()
+        while limit < 0 or len(line) < limit:
+            self._arm()
+            buffered = self.raw.peek(1)  # at most one recv, when nothing is buffered
+            if not buffered:
+                break
+            end = buffered.find(b"\n") + 1 or len(buffered)
+            if limit >= 0:
+                end = min(end, limit - len(line))
+            line += self.raw.read(end)  # from the buffer: no recv
+            if line.endswith(b"\n"):
+                break
+        return bytes(line)
+
+    def read(self, size: int = -1) -> bytes:
+        data = bytearray()
+        while size < 0 or len(data) < size:
+            self._arm()
+            chunk = self.raw.read1(65536 if size < 0 else size - len(data))  # at most one recv
+            if not chunk:
+                break
+            data += chunk
+        return bytes(data)
+
+    def close(self) -> None:
+        self.raw.close()
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "gemflow-emulator"
     sys_version = ""
     disable_nagle_algorithm = True  # headers and body go out in separate writes
     server: _Server
+    rfile: Any  # a _Deadline over the socket's reader
+
+    def setup(self) -> None:
+        super().setup()
+        self.rfile = _Deadline(self.rfile, self.connection)
+
+    def handle_one_request(self) -> None:
+        self.rfile.start()  # the next request (a keep-alive wait included) has its own deadline
+        super().handle_one_request()
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silence the stdlib's access log on stderr; the emulator keeps its own log."""
@@ -105,9 +174,10 @@ class _Handler(BaseHTTPRequestHandler):
         reply: Reply | None
         try:
             body = self._read_body()
+            self.connection.settimeout(SOCKET_SECONDS)  # the answer: a stalled reader is dropped
             headers = {name.lower(): value for name, value in self.headers.items()}
             reply = service.handle(self.command, url.path, query, headers, body, record)
-        except Dropped:
+        except (Dropped, _Gone):
             reply = None
         except ApiFailure as failure:
             reply = failure.reply()
@@ -122,6 +192,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(reply)
 
     def _read_body(self) -> bytes:
+        try:
+            return self._read_body_bytes()
+        except OSError:  # too slow to arrive (see _Deadline), or the client went away
+            raise _Gone from None
+
+    def _read_body_bytes(self) -> bytes:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
             body = self._read_chunked()
         else:
@@ -130,24 +206,44 @@ class _Handler(BaseHTTPRequestHandler):
             except ValueError:
                 self.close_connection = True  # we can't tell where this body ends
                 raise bad_request("Invalid Content-Length header.") from None
+            if length > MAX_BODY_BYTES:
+                raise self._too_large()
             body = self.rfile.read(length) if length > 0 else b""
         if self.headers.get("Content-Encoding", "").lower() == "gzip":
-            try:
-                body = gzip.decompress(body)
-            except (OSError, EOFError):
-                raise bad_request("Request body is not valid gzip.") from None
+            body = self._gunzip(body)
         return body
 
     def _read_chunked(self) -> bytes:
         chunks: list[bytes] = []
+        total = 0
         while True:
             size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
             if size == 0:
                 while self.rfile.readline().strip():  # trailers
                     pass
                 return b"".join(chunks)
+            total += size
+            if total > MAX_BODY_BYTES:
+                raise self._too_large()
             chunks.append(self.rfile.read(size))
             self.rfile.readline()
+
+    def _gunzip(self, body: bytes) -> bytes:
+        """``body`` inflated, but never past MAX_BODY_BYTES: a gzip bomb stops there."""
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            data = inflater.decompress(body, MAX_BODY_BYTES + 1)
+        except zlib.error:
+            raise bad_request("Request body is not valid gzip.") from None
+        if len(data) > MAX_BODY_BYTES:
+            raise self._too_large()
+        if not inflater.eof:
+            raise bad_request("Request body is not valid gzip.")
+        return data
+
+    def _too_large(self) -> ApiFailure:
+        self.close_connection = True  # the rest of the body is not read
+        return bad_request(f"Request payload size exceeds the limit: {MAX_BODY_BYTES} bytes.")
 
     def _send(self, reply: Reply) -> None:
         try:
@@ -160,8 +256,11 @@ class _Handler(BaseHTTPRequestHandler):
             for name, value in reply.headers.items():
                 self.send_header(name, value)
             self.end_headers()
-            self.wfile.write(reply.body)
-        except OSError:
+            if reply.trickle:
+                self._trickle(reply.body, reply.trickle)
+            else:
+                self.wfile.write(reply.body)
+        except OSError:  # the client went away (or cut a trickle short)
             self.close_connection = True
 
     def _send_file(self, reply: Reply) -> None:
@@ -177,6 +276,15 @@ class _Handler(BaseHTTPRequestHandler):
                 self.send_header(name, value)
             self.end_headers()
             shutil.copyfileobj(source, self.wfile, 1024 * 1024)
+
+    def _trickle(self, body: bytes, seconds: float) -> None:
+        """Send ``body`` a byte at a time, ``seconds`` apart, until the client or stop() ends it."""
+        stopping = self.server.service.answerer.stopping
+        for index in range(len(body)):
+            self.wfile.write(body[index : index + 1])
+            if stopping.wait(seconds):
+                self.close_connection = True
+                return
 
 
 # --------------------------------------------------------------------------- the emulator

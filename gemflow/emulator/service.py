@@ -139,12 +139,14 @@ class Service:
             if route.endpoint == "unknown" or route.version is None:
                 raise ApiFailure(404, f"Method not found: {method} {path}")
             if route.model is not None:
-                return self._model_endpoint(route, body, record)
+                return self._model_endpoint(route, body, record, key)
             return self._collection_endpoint(route, query, headers, body, record, origin)
         except ApiFailure as failure:
             return failure.reply()
 
-    def _model_endpoint(self, route: Route, body: bytes, record: dict[str, Any]) -> Reply:
+    def _model_endpoint(
+        self, route: Route, body: bytes, record: dict[str, Any], key: str = ""
+    ) -> Reply:
         version, model = route.version or "", route.model or ""
         if route.endpoint == "getModel":
             return self._get_model(version, model)
@@ -157,7 +159,12 @@ class Service:
             record["resource"] = operation["name"]
             return Reply(200, dump(operation))
         return self._generate(
-            version, model, payload, record, stream=route.endpoint == "streamGenerateContent"
+            version,
+            model,
+            payload,
+            record,
+            stream=route.endpoint == "streamGenerateContent",
+            key=key,
         )
 
     def _collection_endpoint(
@@ -238,13 +245,16 @@ class Service:
         record: dict[str, Any],
         *,
         stream: bool,
+        key: str = "",
     ) -> Reply:
         method = "streamGenerateContent" if stream else "generateContent"
         info = find_model(model_id, version, method, self.extra_models)
         request = parse_generate(payload)
         describe(record, request)
         text_only = check_request(info, request)
-        answer = self.answerer.answer(info, request, record, text_only=text_only)
+        answer = self.answerer.answer(info, request, record, text_only=text_only, key=key)
+        if isinstance(answer, Reply):  # a broken answer, sent as it is
+            return answer
         if stream:
             return Reply(200, b"data: " + dump(answer) + b"\r\n\r\n", "text/event-stream")
         return Reply(200, dump(answer))

@@ -100,6 +100,7 @@ class Reply:
     content_type: str = _JSON
     headers: dict[str, str] = field(default_factory=dict)
     file: Path | None = None
+    trickle: float = 0.0  # seconds between two bytes of the body (a fault); 0: all at once
 
 
 def dump(payload: Any) -> bytes:

@@ -53,6 +53,7 @@ from gemflow.errors import (
     is_no_space,
 )
 from gemflow.fileio import DigestMemo, write_atomic
+from gemflow.interrupts import deferred
 from gemflow.kinds.base import Estimate, InputImage, RunContext, StepOutput
 from gemflow.providers.base import SendSettings
 from gemflow.providers.connection import Connection
@@ -749,6 +750,16 @@ class Runner:
             self.emit(Notice("the disk filled up during the run: every answer received was kept"))
 
     def _finish(self) -> None:
+        """Keep what the run made: answers held in memory, the lock file, the memo. A signal
+        that arrives meanwhile waits until they are saved, then interrupts as usual."""
+        try:
+            with deferred():
+                self._save_all()
+        except KeyboardInterrupt:
+            self.summary.interrupted = True
+            raise
+
+    def _save_all(self) -> None:
         self._save_unsaved()
         for key in self.store.corrupt:
             self.emit(Notice(f"dropped a corrupt cache entry ({key})"))

@@ -79,6 +79,13 @@ def for_api(data: bytes, *, source: str) -> tuple[bytes, str]:
     return encode(picture, "png"), "image/png"
 
 
+def image_format(data: bytes, *, source: str) -> str:
+    """The format of ``data`` as Pillow names it ("PNG", "JPEG", ...), once it has decoded in
+    full: ``InputError`` naming ``source`` when it is not a readable image."""
+    with _decoding(data, source=source) as opened:
+        return _container(opened) or "unknown"
+
+
 @contextlib.contextmanager
 def _decoding(data: bytes, *, source: str) -> Iterator[Image.Image]:
     """``data`` opened and fully decoded; whatever Pillow raises becomes an ``InputError``."""

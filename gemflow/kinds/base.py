@@ -11,7 +11,7 @@ from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from gemflow.errors import GemflowError, StepError
+from gemflow.errors import ApiError, StepError
 from gemflow.providers.base import SendSettings
 
 if TYPE_CHECKING:
@@ -61,7 +61,11 @@ SEND_FIELDS: Mapping[str, Field] = {
         "int", minimum=0, maximum=20, in_key=False, doc="retries after a 429, 5xx or timeout (5)"
     ),
     "timeout": Field(
-        "number", minimum=0.1, maximum=3600, in_key=False, doc="seconds to wait for an answer (180)"
+        "number",
+        minimum=0.1,
+        maximum=3600,
+        in_key=False,
+        doc="seconds to wait for a whole answer (180)",
     ),
     "rpm": Field(
         "number",
@@ -198,7 +202,7 @@ class RunContext:
                 notify=self.notify,
                 cancelled=self._cancelled,
             )
-        except GemflowError as error:
+        except ApiError as error:  # sent, perhaps several times (no key: nothing was sent)
             self.api_calls += attempts_of(error)
             raise
         self.api_calls += sent.attempts

@@ -22,6 +22,7 @@ from gemflow.kinds.base import (
 from gemflow.kinds.prompts import (
     ALLOW_UNKNOWN,
     MODEL,
+    model_id_problem,
     model_problems,
     model_warnings,
     prompt_problems,
@@ -73,7 +74,11 @@ class Probe(ApiKind):
         return resolve_model(super().resolve(params, defaults))
 
     def check(self, params: Mapping[str, Any]) -> list[tuple[str | None, str]]:
-        return model_problems(params) + prompt_problems(params) + self._probe_problems(params)
+        problems = model_problems(params) + prompt_problems(params) + self._probe_problems(params)
+        reader = params.get("reader")
+        if reader and reader != TESSERACT and (problem := model_id_problem(reader)):
+            problems.append(("reader", problem))
+        return problems
 
     def _probe_problems(self, params: Mapping[str, Any]) -> list[tuple[str | None, str]]:
         probes = params.get("probes")

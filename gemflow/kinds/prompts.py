@@ -22,6 +22,8 @@ ALLOW_UNKNOWN = Field(
 CHARS_PER_TOKEN = 4  # the usual estimate for English text
 _JSON_LIKE = re.compile(r"\A\s*[\[{].*[\]}]\s*\Z", re.DOTALL)
 _TRAILING_COMMA = re.compile(r",\s*[}\]]")
+# A model id goes into the request's URL path: nothing that could lead elsewhere ("../files").
+_PLAIN_MODEL_ID = re.compile(r"(models/)?[A-Za-z0-9][A-Za-z0-9._-]*\Z")
 
 Problems = list[tuple[str | None, str]]
 
@@ -39,6 +41,8 @@ def model_problems(params: Mapping[str, Any]) -> Problems:
     model = params.get("model")
     if not model:
         return []
+    if problem := model_id_problem(model):
+        return [("model", problem)]
     why = retired(model)
     if why is not None:
         return [("model", f"{model} cannot be used: {why}")]
@@ -54,6 +58,16 @@ def model_problems(params: Mapping[str, Any]) -> Problems:
             "For a model newer than gemflow, add 'allow_unknown_model: true'",
         )
     ]
+
+
+def model_id_problem(model: str) -> str | None:
+    """Why ``model`` cannot be a model id (it is sent in a URL path), or None."""
+    if _PLAIN_MODEL_ID.match(model):
+        return None
+    return (
+        f"model {model!r} is not a model id: letters, digits, '.', '-' and '_', "
+        "optionally after 'models/'"
+    )
 
 
 def model_warnings(params: Mapping[str, Any]) -> Problems:

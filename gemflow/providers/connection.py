@@ -64,9 +64,9 @@ class Connection:
         service = service_of(url)
 
         def make(api: str) -> Provider:
-            from gemflow.providers.gemini import api_key_from_env
+            from gemflow.providers.gemini import api_key_from_env, checked_key
 
-            key = api_key or api_key_from_env()
+            key = checked_key(api_key, "the API key given") if api_key else api_key_from_env()
             return provider_class(api)(key, base_url=url, service=service)
 
         return cls(service, make, retries=retries, rpm=rpm)

@@ -10,6 +10,7 @@ thousand images are never in memory at once. SDK and transport errors are transl
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -19,6 +20,7 @@ from typing import Any
 
 from google.genai import types
 
+from gemflow.errors import ApiError
 from gemflow.providers.base import ApiRequest, ApiResponse
 from gemflow.providers.gemini import GeminiProvider, parse_response
 
@@ -101,11 +103,11 @@ class GeminiBatches:
                     src=str(uploaded.name),
                     config=types.CreateBatchJobConfig(display_name=display_name),
                 )
-        return _job(job)
+        return self._job(job)
 
     def get(self, name: str) -> Job:
         with self._translated():
-            return _job(self._client.batches.get(name=name))
+            return self._job(self._client.batches.get(name=name))
 
     def find(self, display_name: str) -> Job | None:
         """The job called ``display_name``, if one was created (a run that died right after
@@ -113,7 +115,7 @@ class GeminiBatches:
         with self._translated():
             for job in self._client.batches.list(config=types.ListBatchJobsConfig(page_size=100)):
                 if job.display_name == display_name:
-                    return _job(job)
+                    return self._job(job)
         return None
 
     def cancel(self, name: str) -> None:
@@ -128,14 +130,26 @@ class GeminiBatches:
         path = folder / f"{job.name.replace('/', '_')}.jsonl"
         with self._translated():
             self._client.files.download(file=job.output_file, destination=str(path))
-        with path.open(encoding="utf-8") as lines:
+        with path.open(encoding="utf-8", errors="replace") as lines:
             for line in lines:
-                if line.strip():
-                    yield _item(json.loads(line))
+                if (found := result_line(line)) is not None:
+                    yield self._redacted(*found)
         path.unlink(missing_ok=True)
 
     def _translated(self) -> Any:
         return self._provider.translated_errors()
+
+    def _job(self, job: types.BatchJob) -> Job:
+        found = _job(job)
+        error = self._provider.shown(found.error) if found.error is not None else None
+        return dataclasses.replace(found, error=error)
+
+    def _redacted(
+        self, key: str, answer: ApiResponse | ItemError
+    ) -> tuple[str, ApiResponse | ItemError]:
+        if isinstance(answer, ItemError):
+            return key, ItemError(answer.code, self._provider.shown(answer.message))
+        return key, self._provider.redacted(answer)
 
 
 def _job(job: types.BatchJob) -> Job:
@@ -145,13 +159,33 @@ def _job(job: types.BatchJob) -> Job:
     return Job(str(job.name), str(job.display_name or ""), str(state), output, error)
 
 
-def _item(line: dict[str, Any]) -> tuple[str, ApiResponse | ItemError]:
-    key = str(line.get("key") or (line.get("metadata") or {}).get("key") or "")
+def result_line(text: str) -> tuple[str, ApiResponse | ItemError] | None:
+    """One line of a job's output: its key, with the answer or the error. None for a line that
+    is not a JSON object: the server's file is read, never trusted, and a request whose line is
+    unreadable counts as unanswered (it is sent again)."""
+    try:
+        line = json.loads(text) if text.strip() else None
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(line, dict):
+        return None
+    metadata = line.get("metadata")
+    key = str(line.get("key") or (metadata.get("key") if isinstance(metadata, dict) else "") or "")
     if isinstance(line.get("error"), dict):
         error = line["error"]
-        return key, ItemError(int(error.get("code") or 13), str(error.get("message") or ""))
+        return key, ItemError(_code(error.get("code")), str(error.get("message") or ""))
     try:
         response = types.GenerateContentResponse.model_validate(line.get("response") or {})
+        return key, parse_response(response)
+    except ApiError as exc:
+        return key, ItemError(13 if exc.retryable else 3, str(exc))
     except ValueError as exc:  # pydantic's ValidationError
         return key, ItemError(13, f"unreadable answer ({exc.__class__.__name__})")
-    return key, parse_response(response)
+
+
+def _code(value: Any) -> int:
+    """A google.rpc code; 13 (INTERNAL, retried) when there is none that reads as one."""
+    try:
+        return int(value) if value else 13
+    except (TypeError, ValueError):
+        return 13

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 from typing import TYPE_CHECKING, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 from gemflow.models import model_info
 
@@ -40,6 +41,30 @@ def provider_class(api: str) -> ProviderClass:
     return cls
 
 
+GOOGLE_HOST = "generativelanguage.googleapis.com"
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
 def service_of(base_url: str | None) -> str | None:
-    """The service identity of an endpoint, as cache keys record it: None is Google's own."""
-    return base_url or None
+    """The service identity of an endpoint, as cache keys record it: None is Google's own.
+
+    The identity goes into lock files and ``--json``, so it is the endpoint without what may be a
+    secret: no ``user:password@``, query string (``?key=...``) or fragment. One endpoint written
+    two ways is one service: the scheme and host in lower case, ``localhost`` as ``127.0.0.1``,
+    no default port, no trailing ``/``; Google's own URL written out is Google's service (None).
+    """
+    if not base_url:
+        return None
+    url = urlsplit(base_url.strip())
+    scheme = url.scheme.lower()
+    host = (url.hostname or "").lower()
+    if host == GOOGLE_HOST:
+        return None  # Google's own endpoint, written out: Google's service
+    if host == "localhost":
+        host = "127.0.0.1"  # one machine, two spellings: one service
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 address keeps its brackets
+    port = url.port
+    if port is not None and DEFAULT_PORTS.get(scheme) != port:
+        host = f"{host}:{port}"
+    return urlunsplit((scheme, host, url.path.rstrip("/"), "", ""))

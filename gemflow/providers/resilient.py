@@ -93,6 +93,7 @@ class GaveUpError(ApiError):
         # The last error's text already starts with its code and status: keep it as it is.
         super().__init__(f"{last} ({why})")
         self.code, self.status, self.retry_delay = last.code, last.status, last.retry_delay
+        self._retryable = last.retryable
         self.last = last
         self.attempts = attempts
 

@@ -1,5 +1,9 @@
 """Human output on stderr: a line per step that did something, live progress, a summary.
 
+Whatever came from outside (errors, a model's words, names) goes through ``escape``: markup is
+escaped on a styled terminal, and control characters everywhere, so no text can act on the
+terminal.
+
 On a terminal it is styled by rich, with a live spinner; into a pipe or a file it is plain text,
 and rich is not even imported (it is a noticeable share of a no-op run's time).
 """
@@ -23,6 +27,7 @@ from gemflow.engine.events import (
     StepStarted,
 )
 from gemflow.engine.reasons import describe
+from gemflow.outside import visible
 
 _STYLE = {
     Status.CACHED: "dim",
@@ -43,7 +48,7 @@ class _Plain:
         return text
 
     def escape(self, text: str) -> str:
-        return text
+        return visible(text)
 
     def print(self, text: str) -> None:
         sys.stderr.write(text + "\n")
@@ -59,7 +64,10 @@ class _Rich:
 
         self.console = console or Console(stderr=True, highlight=False, soft_wrap=True)
         self.is_terminal = self.console.is_terminal
-        self.escape = escape
+        self._markup_escape = escape
+
+    def escape(self, text: str) -> str:
+        return self._markup_escape(visible(text))
 
     def style(self, text: str, style: str) -> str:
         return f"[{style}]{text}[/]"

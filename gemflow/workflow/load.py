@@ -12,6 +12,7 @@ import difflib
 import errno
 import functools
 import json
+import math
 import os
 import re
 import stat
@@ -35,7 +36,14 @@ from gemflow.workflow.instances import (
     parse_selector,
     select,
 )
-from gemflow.workflow.vars import VAR_NAME, UnknownVar, resolve_vars, substitute
+from gemflow.workflow.vars import (
+    VAR_NAME,
+    Expander,
+    TooLarge,
+    TooMuch,
+    UnknownVar,
+    resolve_vars,
+)
 from gemflow.workflow.yamlsafe import LineDict, LineList, YamlError, load_yaml
 
 SUPPORTED_VERSIONS = (1,)
@@ -103,6 +111,8 @@ class _Loader:
         self.problems: list[Problem] = []
         self.warnings: list[Problem] = []
         self.text_files: dict[Path, str] = {}  # prompt files, read once however many instances
+        self.expand = Expander()  # vars substituted, within bounds (see gemflow.workflow.vars)
+        self.bad_vars: set[str] = set()  # vars with problems of their own, reported there
 
     @functools.cached_property
     def folder_entries(self) -> frozenset[str]:
@@ -123,9 +133,29 @@ class _Loader:
     def fail(self) -> WorkflowError:
         return WorkflowError(self.problems)
 
+    def stop(self, line: int | None, step: str | None, exc: TooMuch) -> _Stopped:
+        """Too much text to go on: one problem, and nothing more is loaded."""
+        message = f"{exc}: the workflow is not loaded further"
+        return _Stopped(Problem(self.file, line, step, message))
+
+    def var_problem(self, exc: UnknownVar | TooLarge) -> str:
+        """What is wrong with the vars of a value, to follow its key: ": unknown var '${x}'"."""
+        if isinstance(exc, TooLarge):
+            return f" {exc}"
+        if exc.name in self.bad_vars:
+            return f": uses var '{exc.name}', which has an error"
+        return f": unknown var '${{{exc.name}}}'"
+
     # -- top level ------------------------------------------------------------------------------
 
     def load(self) -> Workflow:
+        try:
+            return self.load_document()
+        except _Stopped as stopped:
+            self.problems.append(stopped.problem)
+            raise self.fail() from None
+
+    def load_document(self) -> Workflow:
         self.check_lock_path()
         doc = self.parse()
         if not isinstance(doc, LineDict):
@@ -242,7 +272,11 @@ class _Loader:
                 texts[name] = str(value)
             else:
                 self.problem(raw.line_of(name), f"var '{name}' must be text or a number")
-        resolved, errors = resolve_vars(texts)
+        try:
+            resolved, errors = resolve_vars(texts, self.expand)
+        except TooMuch as exc:
+            raise self.stop(line, None, exc) from None
+        self.bad_vars = set(errors)
         for name, message in errors.items():
             self.problem(raw.line_of(name), f"var '{name}': {message}")
         return resolved
@@ -629,10 +663,12 @@ class _Loader:
                 self.problem(line, f"'{key}': cannot read {display_path(path)}: {reason}", step_id)
                 return False
         try:
-            params[target] = substitute(text, variables)
-        except UnknownVar as exc:
-            self.problem(line, f"'{key}' ({params[key]}): unknown var '${{{exc.name}}}'", step_id)
+            params[target] = self.expand(text, variables)
+        except (UnknownVar, TooLarge) as exc:
+            self.problem(line, f"'{key}' ({params[key]}){self.var_problem(exc)}", step_id)
             return False
+        except TooMuch as exc:
+            raise self.stop(line, step_id, exc) from None
         return True
 
     def unknown_key_message(self, key: str, kind: StepKind) -> str:
@@ -662,10 +698,12 @@ class _Loader:
     ) -> tuple[bool, Any]:
         """Substitute vars, check the type and range; returns (ok, value as the key sees it)."""
         try:
-            value = _substitute_all(value, variables)
-        except UnknownVar as exc:
-            self.problem(line, f"'{key}': unknown var '${{{exc.name}}}'", step)
+            value = _substitute_all(value, variables, self.expand)
+        except (UnknownVar, TooLarge) as exc:
+            self.problem(line, f"'{key}'{self.var_problem(exc)}", step)
             return False, None
+        except TooMuch as exc:
+            raise self.stop(line, step, exc) from None
         error, value = _check_type(value, spec)
         if error is not None:
             self.problem(line, f"'{key}' {error}", step)
@@ -773,10 +811,12 @@ class _Loader:
             return None
         if written is not None:
             try:
-                written = substitute(written, item.variables)
-            except UnknownVar as exc:
-                self.problem(line, f"'output': unknown var '${{{exc.name}}}'", name)
+                written = self.expand(written, item.variables)
+            except (UnknownVar, TooLarge) as exc:
+                self.problem(line, f"'output'{self.var_problem(exc)}", name)
                 return None
+            except TooMuch as exc:
+                raise self.stop(line, name, exc) from None
         suffix = os.path.splitext(written)[1].lower() if written else None
         fmt = kind.output_format(params, suffix)
         if written is None:
@@ -925,15 +965,23 @@ def _read_regular_file(path: Path, most: int) -> bytes:
         return handle.read(most)
 
 
-def _substitute_all(value: Any, variables: Mapping[str, str]) -> Any:
+class _Stopped(Exception):
+    """Loading cannot go on (the vars expand to too much text): ``problem`` says why."""
+
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(str(problem))
+        self.problem = problem
+
+
+def _substitute_all(value: Any, variables: Mapping[str, str], expand: Expander) -> Any:
     if isinstance(value, str):
-        return substitute(value, variables)
+        return expand(value, variables)
     if isinstance(value, LineList):
-        out = LineList(_substitute_all(v, variables) for v in value)
+        out = LineList(_substitute_all(v, variables, expand) for v in value)
         out.line, out.item_lines = value.line, value.item_lines
         return out
     if isinstance(value, LineDict):
-        mapping = LineDict((k, _substitute_all(v, variables)) for k, v in value.items())
+        mapping = LineDict((k, _substitute_all(v, variables, expand)) for k, v in value.items())
         mapping.line, mapping.key_lines = value.line, value.key_lines
         return mapping
     return value
@@ -970,6 +1018,8 @@ def _check_type(value: Any, spec: Field) -> tuple[str | None, Any]:
         if isinstance(value, bool) or not isinstance(value, int | float):
             return f"must be a number, not {_type_name(value)}", None
         value = float(value)
+        if not math.isfinite(value):  # .nan passes every range check, and .inf is no setting
+            return f"must be a finite number, not {value}", None
     if kind == "refs":
         if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
             return "must be a list of step ids or file paths", None
