@@ -76,17 +76,28 @@ STORES: dict[str, str] = {
 
 def open_store(location: str | os.PathLike[str]) -> ResultStore:
     """The store at ``location``: ``memory:``, ``SCHEME:rest`` for a registered scheme, or a folder."""
-    text = os.fspath(location)
-    scheme, sep, rest = text.partition(":")
-    if not sep or scheme not in STORES or len(scheme) == 1:  # "C:\..." is a folder on Windows
-        scheme, rest = "file", text
+    scheme, rest = _scheme(location)
     module, _, name = STORES[scheme].partition(":")
     cls: Callable[..., ResultStore] = getattr(importlib.import_module(module), name)
     if scheme == "file":
         return cls(Path(rest.removeprefix("//")))
     if rest:
-        raise ConfigError(f"the {scheme}: store takes no path (got {text!r})")
+        raise ConfigError(f"the {scheme}: store takes no path (got {os.fspath(location)!r})")
     return cls()
+
+
+def store_folder(location: str | os.PathLike[str]) -> Path | None:
+    """The folder of the store at ``location``, when it is one (not ``memory:``)."""
+    scheme, rest = _scheme(location)
+    return Path(rest.removeprefix("//")) if scheme == "file" else None
+
+
+def _scheme(location: str | os.PathLike[str]) -> tuple[str, str]:
+    text = os.fspath(location)
+    scheme, sep, rest = text.partition(":")
+    if not sep or scheme not in STORES or len(scheme) == 1:  # "C:\\..." is a folder on Windows
+        return "file", text
+    return scheme, rest
 
 
 def stored_meta(meta: dict[str, Any], data: bytes, attachments: dict[str, bytes]) -> dict[str, Any]:

@@ -210,7 +210,7 @@ def run(
         else None,
     )
     try:
-        workflows = _load_all(paths, allow_outside)
+        workflows = _load_all(paths, allow_outside, cache_dir)
         check_run_option(report_to, len(workflows))
         ok = True
         for wf in workflows:
@@ -254,14 +254,17 @@ def _workflows_and_targets(names: tuple[str, ...]) -> tuple[list[Path], tuple[st
     return paths, targets
 
 
-def _load_all(paths: list[Path], allow_outside: bool) -> list[Any]:
-    """Every workflow, loaded; the problems of all of them at once."""
+def _load_all(paths: list[Path], allow_outside: bool, cache: Path | None) -> list[Any]:
+    """Every workflow, loaded (from the plan its last run kept, when still good); the problems
+    of all of them at once."""
+    from gemflow.session import plans_folder
     from gemflow.workflow.load import load_workflow
 
     workflows, problems = [], []
     for path in paths:
         try:
-            workflows.append(load_workflow(path, allow_outside=allow_outside))
+            plans = plans_folder(path, cache)
+            workflows.append(load_workflow(path, allow_outside=allow_outside, plans=plans))
         except WorkflowError as exc:
             problems.extend(exc.problems)
     if problems:

@@ -14,9 +14,14 @@ KINDS: dict[str, StepKind] = {
 }
 
 
+def kind_named(name: str) -> StepKind:
+    """The registered kind ``name`` (how a pickled step finds its kind again)."""
+    return KINDS[name]
+
+
 def defaults_fields(kinds: Mapping[str, StepKind] = KINDS) -> dict[str, Field]:
     """Every key the workflow's ``defaults:`` may set: what any kind takes from there."""
     return {name: spec for kind in kinds.values() for name, spec in kind.defaults.items()}
 
 
-__all__ = ["KINDS", "StepKind", "defaults_fields"]
+__all__ = ["KINDS", "StepKind", "defaults_fields", "kind_named"]

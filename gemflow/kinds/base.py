@@ -242,6 +242,12 @@ class StepKind:
     # Parameters whose values reference inputs (step ids or files), in the order inputs are passed.
     reference_fields: ClassVar[Sequence[str]] = ()
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """A kind is one registered object: pickled by its name (``gemflow.workflow.plan``)."""
+        from gemflow.kinds import kind_named
+
+        return kind_named, (self.name,)
+
     def references(self, params: Mapping[str, Any]) -> list[str]:
         """Every input reference in ``params``, in order. Override for nested references."""
         refs: list[str] = []

@@ -26,6 +26,7 @@ from gemflow.errors import Problem, WorkflowError
 from gemflow.kinds import KINDS, defaults_fields
 from gemflow.kinds.base import FORMAT_BY_SUFFIX, IMAGE_FORMATS, Field, StepKind
 from gemflow.workflow import Ref, Step, Workflow
+from gemflow.workflow.disk import Disk
 from gemflow.workflow.instances import (
     FORBIDDEN,
     MAX_INSTANCES,
@@ -63,8 +64,17 @@ RUN_SETTINGS = {
 }
 
 
-def load_workflow(path: str | os.PathLike[str], *, allow_outside: bool = False) -> Workflow:
-    """Load and validate ``path``; raise ``WorkflowError`` listing every problem found."""
+def load_workflow(
+    path: str | os.PathLike[str], *, allow_outside: bool = False, plans: Path | None = None
+) -> Workflow:
+    """Load and validate ``path``; raise ``WorkflowError`` listing every problem found.
+
+    ``plans``: a folder where the loaded workflow is kept, and reused while nothing it was made
+    from has changed (``gemflow.workflow.plan``)."""
+    if plans is not None:
+        from gemflow.workflow.plan import load_planned
+
+        return load_planned(Path(path), allow_outside=allow_outside, folder=plans)
     return _Loader(Path(path), allow_outside=allow_outside).load()
 
 
@@ -101,10 +111,19 @@ def display_path(path: Path) -> str:
 
 
 class _Loader:
-    def __init__(self, path: Path, *, allow_outside: bool) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        allow_outside: bool,
+        disk: Disk | None = None,
+        data: bytes | None = None,
+    ) -> None:
+        self.disk = disk or Disk()  # every question about other files goes here (recorded)
+        self.data = data  # the workflow file's bytes, when the caller has read them
         self.path = path.absolute()
         self.root = self.path.parent
-        self.real_root = self.root.resolve()
+        self.real_root = self.disk.realpath(str(self.root))
         self.real_folders: dict[str, str] = {}
         self.file = display_path(path)
         self.allow_outside = allow_outside
@@ -113,14 +132,6 @@ class _Loader:
         self.text_files: dict[Path, str] = {}  # prompt files, read once however many instances
         self.expand = Expander()  # vars substituted, within bounds (see gemflow.workflow.vars)
         self.bad_vars: set[str] = set()  # vars with problems of their own, reported there
-
-    @functools.cached_property
-    def folder_entries(self) -> frozenset[str]:
-        """Names in the workflow's folder: a step id that is also one of them is ambiguous."""
-        try:
-            return frozenset(os.listdir(self.root))
-        except OSError:
-            return frozenset()
 
     # -- reporting ------------------------------------------------------------------------------
 
@@ -202,7 +213,7 @@ class _Loader:
             raise self.fail()
         for suffix in (".yaml", ".yml"):
             twin = self.path.with_suffix(suffix)
-            if twin != self.path and twin.exists():
+            if twin != self.path and self.disk.exists(twin):
                 self.problem(
                     None,
                     f"{self.path.name} and {twin.name} would share {lock.name}: rename one of them",
@@ -245,6 +256,8 @@ class _Loader:
             raise self.fail() from None
 
     def read_bytes(self) -> bytes:
+        if self.data is not None:
+            return self.data
         try:
             data = _read_regular_file(self.path, MAX_WORKFLOW_BYTES + 1)
         except FileNotFoundError:
@@ -650,7 +663,7 @@ class _Loader:
         text = self.text_files.get(path)
         if text is None:
             try:
-                data = _read_regular_file(path, MAX_WORKFLOW_BYTES + 1)
+                data = self.disk.read(path, MAX_WORKFLOW_BYTES + 1)
                 if len(data) > MAX_WORKFLOW_BYTES:
                     raise OSError(f"over {MAX_WORKFLOW_BYTES:,} bytes")
                 text = self.text_files[path] = data.decode("utf-8-sig")
@@ -726,7 +739,7 @@ class _Loader:
             selector = parse_selector(text)
             group = text if text in doc else selector[0] if selector else None
             if group is not None and group in doc:
-                if text in self.folder_entries:
+                if self.disk.has_entry(self.root, text):
                     self.problem(
                         line,
                         f"'{text}' is both a step id and a file ({display_path(self.root / text)});"
@@ -841,9 +854,11 @@ class _Loader:
     def unusable_input(self, text: str, path: Path, doc: LineDict) -> str | None:
         """Why input file ``text`` cannot be read, or None when it can."""
         shown = display_path(self.root / text)
-        found = _file_type(path)
+        found = self.disk.file_type(path)
         if found == "file":
-            return None if os.access(path, os.R_OK) else f"cannot read {shown}: permission denied"
+            return None
+        if found == "unreadable":
+            return f"cannot read {shown}: permission denied"
         if found == "folder":
             return f"'{text}' is a folder ({shown}), not an image file"
         if found == "other":
@@ -874,12 +889,12 @@ class _Loader:
         folder, name = os.path.split(joined)
         real_folder = self.real_folders.get(folder)
         if real_folder is None:
-            real_folder = self.real_folders[folder] = os.path.realpath(folder)
+            real_folder = self.real_folders[folder] = self.disk.realpath(folder)
         real = os.path.join(real_folder, name)
-        return os.path.realpath(real) if os.path.islink(real) else real
+        return self.disk.realpath(real) if self.disk.is_link(real) else real
 
     def inside(self, real: str) -> bool:
-        root = str(self.real_root)
+        root = self.real_root
         return real == root or real.startswith(root.rstrip(os.sep) + os.sep)
 
     def check_inputs_are_images(self, steps: Mapping[str, Step]) -> None:
@@ -929,20 +944,6 @@ class _Loader:
 def _fills(kind: StepKind) -> dict[str, str]:
     """The kind's file fields, each with the parameter its file's text becomes."""
     return {key: spec.fills for key, spec in kind.fields.items() if spec.fills}
-
-
-def _file_type(path: Path) -> str | None:
-    """'file', 'folder' or 'other' (a pipe, a device) at ``path``; None when nothing is there.
-
-    Unlike ``Path.is_file``, never raises: a name too long for the OS is simply not there.
-    """
-    try:
-        mode = path.stat().st_mode
-    except (OSError, ValueError):
-        return None
-    if stat.S_ISREG(mode):
-        return "file"
-    return "folder" if stat.S_ISDIR(mode) else "other"
 
 
 def _read_regular_file(path: Path, most: int) -> bytes:
