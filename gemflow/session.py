@@ -16,9 +16,8 @@ from typing import Any, Protocol, TypeVar
 
 from gemflow.cache.local import default_cache_dir
 from gemflow.cache.store import ResultStore, open_store, store_folder
-from gemflow.cache.tiered import TieredStore, lock_keys, remote_settings
+from gemflow.cache.tiered import TieredStore, remote_settings
 from gemflow.engine.events import Event, RunSummary
-from gemflow.engine.outputs import load_lock
 from gemflow.engine.runner import RunOptions, run_workflow
 from gemflow.interrupts import deferred
 from gemflow.providers.connection import Connection
@@ -43,9 +42,6 @@ class Session:
         *,
         emit: Callable[[Event], None] | Iterable[Callable[[Event], None]] = (),
     ) -> RunSummary:
-        if isinstance(self.store, TieredStore):
-            # the results the lock file names, looked up remotely all at once, not step by step
-            self.store.prefetch(lock_keys(load_lock(workflow, self.service), takes=False))
         return run_workflow(
             workflow,
             self.store,

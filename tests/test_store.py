@@ -59,3 +59,31 @@ def test_default_cache_dir_without_one_is_beside_the_workflow(tmp_path: Path) ->
 def test_gemflow_cache_dir_overrides(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("GEMFLOW_CACHE_DIR", str(tmp_path / "elsewhere"))
     assert default_cache_dir(tmp_path / "wf.yaml") == tmp_path / "elsewhere"
+
+
+def test_prefetch_reads_many_records_at_once_and_never_serves_a_replaced_one(
+    tmp_path: Path, monkeypatch
+) -> None:
+    keys = [f"k{i}" for i in range(1_200)]  # more than one query's worth
+    with Store(tmp_path / "c") as store:
+        for i, key in enumerate(keys):
+            store.put(key, f"png-{i}".encode(), {"model_version": f"m{i}"})
+        store.put("corrupt", b"x", {})
+        store._cache.set("meta:corrupt", "{not json")
+    with Store(tmp_path / "c") as store:
+        assert store.prefetch([*keys, "missing", "corrupt"]) == len(keys) + 1
+
+        def no_lookups(*args: object, **kwargs: object) -> None:
+            raise AssertionError("looked up one by one")
+
+        monkeypatch.setattr(store._cache, "get", no_lookups)
+        assert [store.meta(key)["model_version"] for key in keys] == [
+            f"m{i}" for i in range(len(keys))
+        ]
+        monkeypatch.undo()
+        assert store.meta("missing") is None
+        assert store.meta("corrupt") is None and store.corrupt == ["corrupt"]
+        store.put("k7", b"another picture", {"model_version": "new"})
+        assert store.meta("k7")["model_version"] == "new"
+        store.delete("k8")
+        assert store.meta("k8") is None

@@ -44,20 +44,36 @@ class LockEntry:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> LockEntry:
+        """The entry ``data`` (parsed JSON, which the entry then owns) describes; ``TypeError``,
+        ``KeyError`` or ``ValueError`` when it is not one."""
+        get = data.get
+        params, inputs, tokens = get("params") or {}, get("inputs") or [], get("tokens") or {}
+        attachments, takes = get("attachments") or {}, get("takes") or []
+        if not (
+            type(params) is dict
+            and type(inputs) is list
+            and type(tokens) is dict
+            and type(attachments) is dict
+            and type(takes) is list
+        ):
+            raise TypeError("not a lock entry")
+        for item in (*inputs, *takes):
+            if type(item) is not dict:
+                raise TypeError("not a lock entry")
         return cls(
             key=str(data["key"]),
             kind=str(data["kind"]),
-            params=dict(data.get("params") or {}),
-            inputs=[dict(i) for i in data.get("inputs") or []],
+            params=params,
+            inputs=inputs,
             output=str(data["output"]),
             digest=str(data["digest"]),
-            model_version=data.get("model_version"),
-            tokens=dict(data.get("tokens") or {}),
-            attachments=dict(data.get("attachments") or {}),
-            reroll=int(data.get("reroll") or 0),
-            base=str(data.get("base") or ""),
-            takes=[dict(t) for t in data.get("takes") or []],
-            refused=str(data.get("refused") or ""),
+            model_version=get("model_version"),
+            tokens=tokens,
+            attachments=attachments,
+            reroll=int(get("reroll") or 0),
+            base=str(get("base") or ""),
+            takes=takes,
+            refused=str(get("refused") or ""),
         )
 
     def to_json(self) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from gemflow.cache.store import Memo, stored_meta
@@ -22,6 +22,9 @@ class MemoryStore:
         self._memo: Memo = {}
         self._guard = threading.Lock()
         self._locks: dict[str, threading.Lock] = {}
+
+    def prefetch(self, keys: Iterable[str]) -> int:
+        return sum(key in self._entries for key in keys)
 
     def meta(self, key: str) -> dict[str, Any] | None:
         entry = self._entries.get(key)

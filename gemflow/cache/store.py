@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime
 import importlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Protocol
@@ -34,6 +34,12 @@ class ResultStore(Protocol):
     corrupt: list[str]  # keys found corrupt (and dropped) since the store was opened
 
     def meta(self, key: str) -> dict[str, Any] | None: ...
+
+    def prefetch(self, keys: Iterable[str]) -> int:
+        """Look ``keys`` up all at once, so that ``meta`` answers them without a lookup each (a
+        run does this with its lock file's keys first). Returns how many it read ahead (a
+        remote tier: how many it copied here)."""
+        ...
 
     def files(self, key: str) -> tuple[bytes, dict[str, bytes]] | None:
         """The output bytes and every attachment, each verified; None if any is missing or corrupt."""

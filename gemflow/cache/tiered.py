@@ -228,7 +228,9 @@ class TieredStore:
     def prefetch(self, keys: Iterable[str]) -> int:
         """Copy the results of ``keys`` that are not here from the remote, all at once (a run
         looks up the keys of its lock file this way first). Returns how many were copied."""
-        missing = [key for key in dict.fromkeys(keys) if self.local.meta(key) is None]
+        keys = list(dict.fromkeys(keys))
+        self.local.prefetch(keys)
+        missing = [key for key in keys if self.local.meta(key) is None]
         return self._pull(missing) if missing else 0
 
     def ping(self) -> str | None:

@@ -20,6 +20,7 @@ from gemflow.cache.calls import StoreCallCache
 from gemflow.cache.lockfile import LockEntry, LockFile, exclusive
 from gemflow.cache.store import ResultStore
 from gemflow.cache.store import blob as stored_bytes
+from gemflow.cache.tiered import lock_keys
 from gemflow.engine.batch import BATCH_PRICE, BatchSettings, Detached
 from gemflow.engine.decide import Decision, decide, recorded_params
 from gemflow.engine.events import (
@@ -115,6 +116,8 @@ class Runner:
         self.emit = emit
         self.graph = build_graph(workflow)
         self.lock = load_lock(workflow, self.service)
+        # the results the lock file names, looked up all at once (remotely too), not step by step
+        store.prefetch(lock_keys(self.lock, takes=False))
         self.memo = DigestMemo(store.load_memo())
         self.guard = OutputGuard(workflow, self.memo, self.service)
         self.summary = RunSummary(
@@ -288,9 +291,12 @@ class Runner:
         if inputs is None:
             return None
         entry = self.lock.entries.get(step.id)
-        base, reroll, takes = self._takes(step, inputs, entry)
-        material = key_material(step, inputs, self.service, reroll)
+        material = key_material(step, inputs, self.service)
         key = step_key(material)
+        base, reroll, takes = self._takes(step, key, entry)
+        if reroll:
+            material = key_material(step, inputs, self.service, reroll)
+            key = step_key(material)
         forced = self.options.force_all or step.id in self._forced
         decision = decide(
             step, key, material, store=self.store, memo=self.memo, forced=forced, lock_entry=entry
@@ -360,13 +366,13 @@ class Runner:
         return _Job(step, key, material, why, inputs, forced, ctx)
 
     def _takes(
-        self, step: Step, inputs: list[str], entry: LockEntry | None
+        self, step: Step, base: str, entry: LockEntry | None
     ) -> tuple[str, int, list[dict[str, Any]]]:
-        """(base key, re-roll counter, takes kept) for a step that draws anew; a re-roll asked for
-        on this run draws past the highest take, so it always costs one new call."""
+        """(base key, re-roll counter, takes kept) for a step that draws anew, given its key
+        before any re-roll; a re-roll asked for on this run draws past the highest take, so it
+        always costs one new call."""
         if not step.kind.varies:
             return "", 0, []
-        base = step_key(key_material(step, inputs, self.service))
         takes: list[dict[str, Any]] = []
         reroll = 0
         if entry is not None and (entry.base or entry.key) == base:  # the step as it is now
