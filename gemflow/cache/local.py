@@ -97,7 +97,7 @@ class Store:
 
     def meta(self, key: str) -> dict[str, Any] | None:
         """The metadata of ``key``; a corrupt record is dropped like corrupt bytes (a miss)."""
-        raw = self._metas.get(key)
+        raw = self._metas.pop(key, None)  # read ahead once: not kept for the whole run
         if raw is None:
             raw = self._cache.get(f"meta:{key}")
         if raw is None:

@@ -691,7 +691,7 @@ class Runner:
         if step.kind.varies and take not in takes:
             takes = [*takes, take]
         several = len(takes) > 1
-        self.lock.entries[step.id] = LockEntry(
+        entry = LockEntry(
             key=key,
             kind=step.kind.name,
             params=recorded_params(material),
@@ -706,6 +706,8 @@ class Runner:
             takes=takes if several else [],
             refused=refused,
         )
+        if self.lock.entries.get(step.id) != entry:  # else the one read stays: one copy in memory
+            self.lock.entries[step.id] = entry
         if expects_refusal(step) and not refused:
             self._failed.add(step.id)
             report["error"] = f"expected a refusal, but the model drew an image ({step.output_rel})"
