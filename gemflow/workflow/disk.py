@@ -14,7 +14,7 @@ import errno
 import hashlib
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -22,49 +22,49 @@ Observation = tuple[Any, ...]  # (question, *arguments, answer): plain data, kep
 
 
 class Disk:
-    """The loader's view of the disk, recording what it saw."""
+    """The loader's view of the disk, recording each question once with its answer."""
 
     def __init__(self) -> None:
-        self.seen: list[Observation] = []
+        self.answers: dict[tuple[str, ...], Any] = {}  # (question, *arguments) -> answer
         self._listings: dict[str, frozenset[str]] = {}
-        self._links: dict[str, frozenset[str]] = {}
 
-    def exists(self, path: Path) -> bool:
-        found = path.exists()
-        self.seen.append(("exists", str(path), found))
-        return found
+    @property
+    def seen(self) -> list[Observation]:
+        return [(*question, answer) for question, answer in self.answers.items()]
+
+    def _ask(self, question: tuple[str, ...], answer: Callable[[], Any]) -> Any:
+        if question not in self.answers:
+            self.answers[question] = answer()
+        return self.answers[question]
+
+    def exists(self, path: str) -> bool:
+        return bool(self._ask(("exists", path), lambda: os.path.exists(path)))
 
     def realpath(self, path: str) -> str:
-        real = os.path.realpath(path)
-        self.seen.append(("realpath", path, real))
-        return real
+        return str(self._ask(("realpath", path), lambda: os.path.realpath(path)))
 
-    def has_entry(self, folder: Path, name: str) -> bool:
+    def has_entry(self, folder: str, name: str) -> bool:
         """Whether ``folder`` holds an entry named ``name`` (exactly: not another case of it)."""
-        key = str(folder)
-        if key not in self._listings:
-            self._listings[key] = _listing(key)
-        found = name in self._listings[key]
-        self.seen.append(("entry", key, name, found))
-        return found
+        if folder not in self._listings:
+            self._listings[folder] = _listing(folder)
+        return bool(self._ask(("entry", folder, name), lambda: name in self._listings[folder]))
 
     def is_link(self, path: str) -> bool:
         """Whether ``path`` is a symbolic link; the links of its folder are listed once."""
         folder, name = os.path.split(path)
-        links = self._links.get(folder)
-        if links is None:
-            links = self._links[folder] = links_in(folder)
-            self.seen.append(("links", folder, sorted(links)))
-        return name in links
+        return name in self.links(folder)
 
-    def file_type(self, path: Path) -> str | None:
+    def links(self, folder: str) -> list[str]:
+        links: list[str] = self._ask(("links", folder), lambda: sorted(links_in(folder)))
+        return links
+
+    def file_type(self, path: str) -> str | None:
         """'file', 'unreadable' (a file this user cannot read), 'folder' or 'other' (a pipe, a
         device); None when nothing is there."""
-        found = file_type(path)
-        self.seen.append(("type", str(path), found))
+        found: str | None = self._ask(("type", path), lambda: file_type(Path(path)))
         return found
 
-    def read(self, path: Path, most: int) -> bytes:
+    def read(self, path: str, most: int) -> bytes:
         """At most ``most`` bytes of regular file ``path`` (``OSError`` for anything else)."""
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
         try:
@@ -78,42 +78,40 @@ class Disk:
             raise
         with os.fdopen(fd, "rb") as handle:
             data = handle.read(most)
-        self.seen.append(("read", str(path), most, signature(info), _sha(data)))
+        self.answers[("read", path, str(most))] = (signature(info), _sha(data))
         return data
+
+    def unchanged(self, path: str, most: int, seen: tuple[Any, Any]) -> bool:
+        """Whether file ``path`` still has the bytes it had when ``read`` saw ``seen``."""
+        sig, sha = seen
+        return signature(os.stat(path)) == tuple(sig) or _sha(self.read(path, most)) == sha
+
+
+_QUESTIONS: dict[str, Callable[..., Any]] = {
+    "exists": Disk.exists,
+    "realpath": Disk.realpath,
+    "entry": Disk.has_entry,
+    "links": Disk.links,
+    "type": Disk.file_type,
+}
 
 
 def still_true(seen: Iterable[Observation]) -> bool:
     """Whether every question in ``seen`` gets the same answer now."""
     disk = Disk()
-    for question, *rest in seen:
-        try:
-            if question == "exists":
-                path, found = rest
-                same = Path(path).exists() == found
-            elif question == "realpath":
-                path, real = rest
-                same = os.path.realpath(path) == real
-            elif question == "entry":
-                folder, name, found = rest
-                same = disk.has_entry(Path(folder), name) == found
-            elif question == "links":
-                folder, names = rest
-                same = sorted(links_in(folder)) == names
-            elif question == "type":
-                path, found = rest
-                same = file_type(Path(path)) == found
-            elif question == "read":
-                path, most, sig, sha = rest
-                same = (
-                    signature(os.stat(path)) == tuple(sig)
-                    or _sha(disk.read(Path(path), most)) == sha
-                )
+    try:
+        for question, *arguments, answer in seen:
+            if question == "read":
+                path, most = arguments
+                same = disk.unchanged(path, int(most), answer)
+            elif question in _QUESTIONS:
+                same = _QUESTIONS[question](disk, *arguments) == answer
             else:
-                return False  # a question this gemflow does not know: not its plan
-        except (OSError, ValueError, TypeError):
-            return False
-        if not same:
-            return False
+                return False  # a question this gemflow does not ask: not its plan
+            if not same:
+                return False
+    except (OSError, ValueError, TypeError):
+        return False
     return True
 
 

@@ -213,7 +213,7 @@ class _Loader:
             raise self.fail()
         for suffix in (".yaml", ".yml"):
             twin = self.path.with_suffix(suffix)
-            if twin != self.path and self.disk.exists(twin):
+            if twin != self.path and self.disk.exists(str(twin)):
                 self.problem(
                     None,
                     f"{self.path.name} and {twin.name} would share {lock.name}: rename one of them",
@@ -663,7 +663,7 @@ class _Loader:
         text = self.text_files.get(path)
         if text is None:
             try:
-                data = self.disk.read(path, MAX_WORKFLOW_BYTES + 1)
+                data = self.disk.read(str(path), MAX_WORKFLOW_BYTES + 1)
                 if len(data) > MAX_WORKFLOW_BYTES:
                     raise OSError(f"over {MAX_WORKFLOW_BYTES:,} bytes")
                 text = self.text_files[path] = data.decode("utf-8-sig")
@@ -739,7 +739,7 @@ class _Loader:
             selector = parse_selector(text)
             group = text if text in doc else selector[0] if selector else None
             if group is not None and group in doc:
-                if self.disk.has_entry(self.root, text):
+                if self.disk.has_entry(str(self.root), text):
                     self.problem(
                         line,
                         f"'{text}' is both a step id and a file ({display_path(self.root / text)});"
@@ -854,7 +854,7 @@ class _Loader:
     def unusable_input(self, text: str, path: Path, doc: LineDict) -> str | None:
         """Why input file ``text`` cannot be read, or None when it can."""
         shown = display_path(self.root / text)
-        found = self.disk.file_type(path)
+        found = self.disk.file_type(str(path))
         if found == "file":
             return None
         if found == "unreadable":
