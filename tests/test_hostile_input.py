@@ -24,6 +24,7 @@ from conftest import PHOTOS, Project
 from PIL import Image
 
 import gemflow.workflow.load
+import gemflow.workflow.plan
 import gemflow.workflow.vars
 from gemflow.errors import InputError, Problem, WorkflowError
 from gemflow.fileio import DigestMemo
@@ -868,14 +869,14 @@ def test_a_cached_step_does_not_decode_its_inputs_again(
 
 def after_loading(monkeypatch: pytest.MonkeyPatch, action: Callable[[], None]) -> None:
     """Do ``action`` once the CLI has loaded (and checked) the workflow, before anything runs."""
-    load = gemflow.workflow.load.load_workflow
+    load = gemflow.workflow.plan.load_planned
 
     def load_then_act(*args: Any, **kwargs: Any) -> Any:
         workflow = load(*args, **kwargs)
         action()
         return workflow
 
-    monkeypatch.setattr(gemflow.workflow.load, "load_workflow", load_then_act)
+    monkeypatch.setattr(gemflow.workflow.plan, "load_planned", load_then_act)
 
 
 def after_hashing(monkeypatch: pytest.MonkeyPatch, path: Path, action: Callable[[], None]) -> None:

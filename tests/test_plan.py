@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import pickle
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +15,8 @@ from conftest import Project
 
 from gemflow.errors import WorkflowError
 from gemflow.workflow import plan as plan_module
-from gemflow.workflow.load import _Loader, load_workflow
+from gemflow.workflow.load import _Loader
+from gemflow.workflow.plan import load_planned
 
 WORKFLOW = """\
 version: 1
@@ -58,7 +61,7 @@ def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 
 def load(folder: Path) -> object:
-    return load_workflow(folder / "wf.yaml", plans=folder / "cache" / "plans")
+    return load_planned(folder / "wf.yaml", allow_outside=False, folder=folder / "cache" / "plans")
 
 
 def test_the_second_load_reads_the_plan_and_gives_the_same_workflow(
@@ -111,8 +114,8 @@ def test_a_change_to_what_the_plan_was_made_from_is_seen(
         monkeypatch.chdir(folder / "prompts")
     elif change == "allow outside":
         allow_outside = True
-    second = load_workflow(
-        folder / "wf.yaml", plans=folder / "cache" / "plans", allow_outside=allow_outside
+    second = load_planned(
+        folder / "wf.yaml", folder=folder / "cache" / "plans", allow_outside=allow_outside
     )
     assert loads.count == 2
     if change in ("workflow text", "a var") or change.startswith("prompt file"):
@@ -219,3 +222,32 @@ def test_runs_use_the_plan_and_pay_for_an_edited_prompt_file_once(
     same_stat(rules, "A paladin, age 30.\n")
     project.run()
     assert (loads.count, len(project.calls())) == (3, 2)  # back to the first: from the cache
+
+
+def test_a_no_op_run_imports_neither_the_loader_nor_heavy_libraries(
+    tmp_path: Path, isolated_env: dict[str, str]
+) -> None:
+    """What a cached run needs is the plan, the lock file and the store: not PyYAML and the
+    loader's checks, the SDK, Pillow, networkx, jsonschema or rich (off a terminal)."""
+    (tmp_path / "wf.yaml").write_text(
+        "version: 1\ndefaults: {model: gemini-3.1-flash-image}\nsteps:\n"
+        "  a: {kind: generate, prompt: A lighthouse.}\n"
+        "  b: {kind: resize, image: a, width: 64, output: out/b.webp}\n"
+    )
+    run = [sys.executable, "-m", "gemflow", "run", "wf.yaml", "--emulator", "-q"]
+    subprocess.run(run, cwd=tmp_path, env=isolated_env, check=True, capture_output=True)
+    heavy = ("yaml", "gemflow.workflow.load", "google", "PIL", "networkx", "jsonschema", "rich")
+    code = (
+        "import sys\nfrom gemflow.cli import cli\n"
+        "try:\n    cli.main(sys.argv[1:], standalone_mode=False)\nfinally:\n"
+        f"    print(sorted(m for m in sys.modules if m.startswith({heavy!r})))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, *run[3:]],
+        cwd=tmp_path,
+        env=isolated_env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    assert result.stdout.strip().splitlines()[-1] == "[]"

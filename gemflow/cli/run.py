@@ -258,13 +258,13 @@ def _load_all(paths: list[Path], allow_outside: bool, cache: Path | None) -> lis
     """Every workflow, loaded (from the plan its last run kept, when still good); the problems
     of all of them at once."""
     from gemflow.session import plans_folder
-    from gemflow.workflow.load import load_workflow
+    from gemflow.workflow.plan import load_planned
 
     workflows, problems = [], []
     for path in paths:
         try:
             plans = plans_folder(path, cache)
-            workflows.append(load_workflow(path, allow_outside=allow_outside, plans=plans))
+            workflows.append(load_planned(path, allow_outside=allow_outside, folder=plans))
         except WorkflowError as exc:
             problems.extend(exc.problems)
     if problems:

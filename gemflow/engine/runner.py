@@ -170,8 +170,6 @@ class Runner:
 
     def _named(self, names: Iterable[str], what: str) -> list[str]:
         """The steps ``names`` select (a matrix step's id selects all its instances)."""
-        from gemflow.workflow.load import suggest
-
         found: list[str] = []
         problems = []
         for name in names:
@@ -180,6 +178,8 @@ class Runner:
             if not chosen and "[" in name and group in self.workflow.groups:
                 message = f"{what}: '{name}' selects no instance of '{group}'"
             elif not chosen:
+                from gemflow.workflow.load import suggest
+
                 hint = suggest(name, self.workflow.groups)
                 message = f"{what}: no step '{name}'{hint}"
             elif what == "--reroll" and not all(self.workflow.steps[s].kind.varies for s in chosen):

@@ -13,6 +13,11 @@ if TYPE_CHECKING:
     from gemflow.kinds.base import StepKind
 
 
+# A workflow larger than this is almost surely not one; the limit also bounds the time a hostile
+# file can take to parse (about 5 s with libyaml for a megabyte of tiny mappings).
+MAX_WORKFLOW_BYTES = 4 * 1024 * 1024  # 10,000 steps in block style take about 2 MiB
+
+
 @dataclass(frozen=True)
 class Ref:
     """One input reference as written, resolved to either a step id or a file."""

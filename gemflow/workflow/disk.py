@@ -66,18 +66,7 @@ class Disk:
 
     def read(self, path: str, most: int) -> bytes:
         """At most ``most`` bytes of regular file ``path`` (``OSError`` for anything else)."""
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-        try:
-            info = os.fstat(fd)
-            if stat.S_ISDIR(info.st_mode):
-                raise IsADirectoryError(errno.EISDIR, "it is a folder, not a file")
-            if not stat.S_ISREG(info.st_mode):
-                raise OSError(errno.EINVAL, "not a regular file (a pipe or a device?)")
-        except BaseException:
-            os.close(fd)
-            raise
-        with os.fdopen(fd, "rb") as handle:
-            data = handle.read(most)
+        data, info = read_regular_file(path, most)
         self.answers[("read", path, str(most))] = (signature(info), _sha(data))
         return data
 
@@ -113,6 +102,27 @@ def still_true(seen: Iterable[Observation]) -> bool:
     except (OSError, ValueError, TypeError):
         return False
     return True
+
+
+def read_regular_file(path: str | Path, most: int) -> tuple[bytes, os.stat_result]:
+    """At most ``most`` bytes of ``path``, and its stat; ``OSError`` for a folder, a pipe or a
+    device.
+
+    Opened non-blocking, so a FIFO is refused at once instead of waiting for a writer; reading at
+    most ``most`` bytes also catches a file that grows after it was checked.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError(errno.EISDIR, "it is a folder, not a file")
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file (a pipe or a device?)")
+    except BaseException:
+        os.close(fd)
+        raise
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read(most), info
 
 
 def signature(info: os.stat_result) -> tuple[int, int, int, int]:

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import codecs
 import difflib
-import errno
 import functools
 import json
 import math
 import os
 import re
-import stat
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +23,8 @@ from gemflow.engine.graph import find_cycles
 from gemflow.errors import Problem, WorkflowError
 from gemflow.kinds import KINDS, defaults_fields
 from gemflow.kinds.base import FORMAT_BY_SUFFIX, IMAGE_FORMATS, Field, StepKind
-from gemflow.workflow import Ref, Step, Workflow
-from gemflow.workflow.disk import Disk
+from gemflow.workflow import MAX_WORKFLOW_BYTES, Ref, Step, Workflow
+from gemflow.workflow.disk import Disk, read_regular_file
 from gemflow.workflow.instances import (
     FORBIDDEN,
     MAX_INSTANCES,
@@ -48,9 +46,6 @@ from gemflow.workflow.vars import (
 from gemflow.workflow.yamlsafe import LineDict, LineList, YamlError, load_yaml
 
 SUPPORTED_VERSIONS = (1,)
-# A workflow larger than this is almost surely not one; the limit also bounds the time a hostile
-# file can take to parse (about 5 s with libyaml for a megabyte of tiny mappings).
-MAX_WORKFLOW_BYTES = 4 * 1024 * 1024  # 10,000 steps in block style take about 2 MiB
 TOP_LEVEL_KEYS = ("version", "defaults", "vars", "steps")
 STEP_KEYS = ("kind", "output", "matrix", "variants")  # accepted by every kind, besides its fields
 MAX_VARIANTS = 1000
@@ -64,17 +59,9 @@ RUN_SETTINGS = {
 }
 
 
-def load_workflow(
-    path: str | os.PathLike[str], *, allow_outside: bool = False, plans: Path | None = None
-) -> Workflow:
-    """Load and validate ``path``; raise ``WorkflowError`` listing every problem found.
-
-    ``plans``: a folder where the loaded workflow is kept, and reused while nothing it was made
-    from has changed (``gemflow.workflow.plan``)."""
-    if plans is not None:
-        from gemflow.workflow.plan import load_planned
-
-        return load_planned(Path(path), allow_outside=allow_outside, folder=plans)
+def load_workflow(path: str | os.PathLike[str], *, allow_outside: bool = False) -> Workflow:
+    """Load and validate ``path``; raise ``WorkflowError`` listing every problem found. (A run
+    reads it back from its last plan when it can: ``gemflow.workflow.plan``.)"""
     return _Loader(Path(path), allow_outside=allow_outside).load()
 
 
@@ -259,7 +246,7 @@ class _Loader:
         if self.data is not None:
             return self.data
         try:
-            data = _read_regular_file(self.path, MAX_WORKFLOW_BYTES + 1)
+            data, _ = read_regular_file(self.path, MAX_WORKFLOW_BYTES + 1)
         except FileNotFoundError:
             message = "no such workflow file"
         except OSError as exc:
@@ -944,26 +931,6 @@ class _Loader:
 def _fills(kind: StepKind) -> dict[str, str]:
     """The kind's file fields, each with the parameter its file's text becomes."""
     return {key: spec.fills for key, spec in kind.fields.items() if spec.fills}
-
-
-def _read_regular_file(path: Path, most: int) -> bytes:
-    """At most ``most`` bytes of ``path``; ``OSError`` for a folder, a pipe or a device.
-
-    Opened non-blocking, so a FIFO is refused at once instead of waiting for a writer; reading at
-    most ``most`` bytes also catches a file that grows after it was checked.
-    """
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    try:
-        mode = os.fstat(fd).st_mode
-        if stat.S_ISDIR(mode):
-            raise IsADirectoryError(errno.EISDIR, "it is a folder, not a file")
-        if not stat.S_ISREG(mode):
-            raise OSError(errno.EINVAL, "not a regular file (a pipe or a device?)")
-    except BaseException:
-        os.close(fd)
-        raise
-    with os.fdopen(fd, "rb") as handle:
-        return handle.read(most)
 
 
 class _Stopped(Exception):

@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from gemflow.fileio import write_atomic
-from gemflow.workflow import Workflow
-from gemflow.workflow.disk import Disk, still_true
+from gemflow.workflow import MAX_WORKFLOW_BYTES, Workflow
+from gemflow.workflow.disk import Disk, read_regular_file, still_true
 
 PLAN_FORMAT = 1
 PLANS_DIRNAME = "plans"
@@ -47,24 +47,30 @@ _ALLOWED = {
 }
 
 
-def load_planned(path: Path, *, allow_outside: bool, folder: Path) -> Workflow:
+def load_planned(path: Path, *, allow_outside: bool, folder: Path | None) -> Workflow:
     """``path`` loaded (``gemflow.workflow.load``), from its plan in ``folder`` when it is
-    still good; a fresh load is kept there for the next time."""
-    from gemflow.workflow.load import MAX_WORKFLOW_BYTES, _Loader, _read_regular_file
-
+    still good; a fresh load is kept there for the next time. No folder: just loaded."""
     try:
-        data = _read_regular_file(path, MAX_WORKFLOW_BYTES + 1)
+        data, _ = read_regular_file(path, MAX_WORKFLOW_BYTES + 1)
     except OSError:  # the loader says what is wrong with the file
-        return _Loader(path, allow_outside=allow_outside).load()
+        data = None
+    if folder is None or data is None:
+        return _loader(path, allow_outside).load()
     plan_file = folder / f"{_digest(str(path.absolute()).encode())[:32]}.plan"
     key = plan_key(path, data, allow_outside)
     workflow = _read_plan(plan_file, key)
     if workflow is not None:
         return workflow
-    disk = Disk()
-    workflow = _Loader(path, allow_outside=allow_outside, disk=disk, data=data).load()
-    _write_plan(plan_file, key, disk, workflow)
+    loader = _loader(path, allow_outside, data)
+    workflow = loader.load()
+    _write_plan(plan_file, key, loader.disk, workflow)
     return workflow
+
+
+def _loader(path: Path, allow_outside: bool, data: bytes | None = None) -> Any:
+    from gemflow.workflow.load import _Loader  # PyYAML and the checks: only to load anew
+
+    return _Loader(path, allow_outside=allow_outside, data=data)
 
 
 def plan_key(path: Path, data: bytes, allow_outside: bool) -> str:
