@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import click
 
-from gemflow.emulator.command import emulator_command
 from gemflow.errors import (
     EXIT_CONFIG,
     EXIT_INTERRUPTED,
@@ -44,7 +44,20 @@ class FiniteFloat(click.FloatRange):
 
 
 class _Gemflow(click.Group):
-    """Turns gemflow's errors into one-line messages and documented exit codes: no tracebacks."""
+    """Turns gemflow's errors into one-line messages and documented exit codes: no tracebacks.
+
+    Commands whose definitions import much (the emulator's) are imported when they are used."""
+
+    LAZY: ClassVar[dict[str, str]] = {"emulator": "gemflow.emulator.command:emulator_command"}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.LAZY})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.LAZY and name not in self.commands:
+            module, _, attribute = self.LAZY[name].partition(":")
+            self.add_command(getattr(importlib.import_module(module), attribute), name)
+        return super().get_command(ctx, name)
 
     def invoke(self, ctx: click.Context) -> Any:
         wants_json = "--json" in ctx.args  # read now: invoking the command consumes them
@@ -84,8 +97,6 @@ class _Gemflow(click.Group):
 def cli() -> None:
     """gemflow: image pipelines for Gemini image models, rebuilt like make, by content."""
 
-
-cli.add_command(emulator_command)
 
 cache_dir_option = click.option(
     "--cache-dir",
