@@ -7,19 +7,6 @@ One module per command (or group); imports of the library stay inside the comman
 import gc as collector
 import sys
 
-from gemflow.cli import (  # noqa: F401  (each registers its commands)
-    batch,
-    cache,
-    clean,
-    dag,
-    gc,
-    report,
-    run,
-    schema,
-    show,
-    takes,
-    validate,
-)
 from gemflow.cli.app import cli
 
 

@@ -151,3 +151,6 @@ def verify(cache_dir: Path | None) -> None:
         click.echo(f"corrupt, dropped: {key}", err=True)
     click.echo(f"{total} entries checked, {len(corrupt)} corrupt")
     sys.exit(EXIT_STEP_FAILED if corrupt else EXIT_OK)
+
+
+from gemflow.cli import gc as _gc  # noqa: E402, F401  (registers "cache gc" in this group)
