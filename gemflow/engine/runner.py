@@ -308,6 +308,11 @@ class Runner:
         material = key_material(step, inputs, self.service, reroll)
         key = step_key(material)
         forced = self.options.force_all or step.id in self._forced
+        problem = None if expects_refusal(step) else self.guard.in_the_way(step, entry)
+        if problem is not None:  # a FIFO where the output goes, say: checked before reading it
+            self._failed.add(step.id)
+            self._report(step, Status.FAILED, reason("output-taken"), error=problem)
+            return None
         decision = decide(
             step, key, material, store=self.store, memo=self.memo, forced=forced, lock_entry=entry
         )
