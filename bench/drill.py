@@ -3,6 +3,7 @@ Nothing may be paid for twice, and nothing may be lost.
 
     python bench/drill.py                                # 500 steps, 20% faults, --jobs 16
     python bench/drill.py --steps 100 --fault-rate 0.5 --keep
+    python bench/drill.py --disk-full --double-interrupt  # the failure drills instead (issue 13)
 
 ``--steps`` independent ``generate`` steps run as one ``gemflow run --jobs N --retries R --json``
 subprocess against a ``gemflow emulator`` subprocess that answers ``--fault-rate`` of its
@@ -13,6 +14,11 @@ that every request sent was counted, that the outputs are the images a fault-fre
 the cache holds every result and that a rerun sends nothing. It prints the checks and the figures
 (faults injected, retries, calls wasted, wall time against a fault-free run and the ideal), and
 writes them as JSON. It exits 1 if any check fails or something broke, 0 otherwise.
+
+``--disk-full`` and ``--double-interrupt`` run the failure drills of ``bench/failures.py`` instead
+(either or both): a disk that fills up during a run, and a run interrupted twice; each prints the
+requests sent against the results kept. They take ``--steps``, ``--jobs``, ``--latency``,
+``--limit`` and ``--keep``, with defaults of their own (200 steps, --jobs 8, 6 s a request).
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
+
+import failures
 
 from bench import (
     IMAGE_ENDPOINTS,
@@ -477,7 +485,8 @@ def write_json(
     check_list: Sequence[Check],
     figure_list: Sequence[Figure],
 ) -> None:
-    settings = {name: value for name, value in vars(args).items() if name not in ("out", "keep")}
+    left_out = ("out", "keep", "disk_full", "double_interrupt", "limit")  # not the load drill's
+    settings = {name: value for name, value in vars(args).items() if name not in left_out}
     document = {
         **about,
         "settings": settings,
@@ -496,16 +505,39 @@ def write_json(
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add = parser.add_argument
-    add("--steps", type=_at_least(1), default=500, help="API steps in the fan-out (default: 500)")
-    add("--jobs", type=_at_least(1), default=16, help="gemflow run --jobs (default: 16)")
+    add(
+        "--steps",
+        type=_at_least(1),
+        help="API steps in the fan-out (default: 500; failure drills: 200)",
+    )
+    add("--jobs", type=_at_least(1), help="gemflow run --jobs (default: 16; failure drills: 8)")
     add("--retries", type=_at_least(0), default=10, help="gemflow run --retries (default: 10)")
     add("--fault-rate", type=_rate, default=0.2, help="share of requests failed (default: 0.2)")
-    add("--latency", type=_seconds, default=0.2, help="seconds per request (default: 0.2)")
+    add(
+        "--latency", type=_seconds, help="seconds per request (default: 0.2; --double-interrupt: 6)"
+    )
     add("--retry-delay", type=_seconds, default=0.2, help="RetryInfo's delay (default: 0.2)")
     add("--seed", type=int, default=1, help="seed for the emulator's fault draws (default: 1)")
     add("--out", type=Path, default=DEFAULT_OUT, help="where to write the JSON")
     add("--keep", action="store_true", help="keep the temp folder (workflows, logs, caches)")
-    return parser.parse_args(argv)
+    add("--disk-full", action="store_true", help="instead: a disk that fills up during a run")
+    add("--double-interrupt", action="store_true", help="instead: a run interrupted twice")
+    add("--limit", type=_at_least(1), default=failures.DEFAULTS["limit"],
+        help="--disk-full: the file-size limit, bytes (default: 2,000,000)")  # fmt: skip
+    args = parser.parse_args(argv)
+    defaults = failures.DEFAULTS if failure_drills(args) else LOAD_DEFAULTS
+    for name in ("steps", "jobs", "latency"):
+        if getattr(args, name) is None:
+            setattr(args, name, defaults[name])
+    return args
+
+
+LOAD_DEFAULTS = {"steps": 500, "jobs": 16, "latency": 0.2}
+
+
+def failure_drills(args: argparse.Namespace) -> list[str]:
+    """The drills of bench/failures.py asked for (``--disk-full``, ``--double-interrupt``)."""
+    return [name for name in failures.DRILLS if getattr(args, name.replace("-", "_"))]
 
 
 def _at_least(low: int) -> Any:
@@ -548,6 +580,13 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if chosen := failure_drills(args):
+        try:
+            with sigterm_as_interrupt():
+                return failures.run_drills(chosen, args)
+        except KeyboardInterrupt:
+            print("drill: interrupted", file=sys.stderr)
+            return 130
     about = machine()
     root = Path(tempfile.mkdtemp(prefix="gemflow-drill-"))
     started = time.perf_counter()

@@ -9,6 +9,7 @@
     │   ├── ApiError             the API answered with an error (4xx/5xx) or could not be reached
     │   └── NoImageError         the API answered without an image (safety, refusal, NO_IMAGE)
     ├── CacheError               the cache store could not be read or written
+    │   ├── ReadOnlyCache        a result must be kept, and the cache folder cannot be written
     │   └── RemoteError          the shared remote cache did not answer (down, refused, timed out)
     └── DiskFull                 a result could not be written: no space left
 
@@ -79,6 +80,11 @@ class InputError(GemflowError):
 
 class CacheError(GemflowError):
     exit_code = EXIT_CONFIG
+
+
+class ReadOnlyCache(CacheError):
+    """The cache cannot be written (a read-only file system, no write permission): what it holds
+    is served, but a result that must be kept is refused, before its request is sent."""
 
 
 class RemoteError(CacheError):

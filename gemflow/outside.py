@@ -5,7 +5,8 @@ hiding what follows), carriage returns that overwrite a line, line breaks that f
 or bidi overrides that reverse what follows. ``one_line`` is for messages at the boundary where
 they come in: escape sequences and control characters go, line breaks become spaces. ``visible``
 is for the terminal, which shows whatever it is given: each control character is written as its
-escape (``\\x1b``), so nothing it prints can act on the terminal.
+escape (``\\x1b``), so nothing it prints can act on the terminal; ``visible_json`` does the same
+for JSON that ``json.dumps`` made.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ _BIDI = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u206
 _BREAKS = "\t\n\v\f\r\x85\u2028\u2029"
 _CONTROL = re.compile(f"[\x00-\x1f\x7f-\x9f{_BIDI}\u2028\u2029]")
 _SPACES = re.compile(r" {2,}")
+# What json.dumps(..., ensure_ascii=False) leaves as it is (it escapes C0 itself).
+_JSON_LEAVES = re.compile(f"[\x7f-\x9f{_BIDI}\u2028\u2029]")
 
 
 def one_line(text: str) -> str:
@@ -37,6 +40,12 @@ def one_line(text: str) -> str:
 def visible(text: str) -> str:
     """``text`` with every control character (line breaks included) written as its escape."""
     return _CONTROL.sub(_escape, text)
+
+
+def visible_json(text: str) -> str:
+    """JSON text with the control characters ``json.dumps`` leaves (C1, bidi) as ``\\u`` escapes:
+    the same JSON, harmless on a terminal."""
+    return _JSON_LEAVES.sub(lambda match: f"\\u{ord(match.group(0)):04x}", text)
 
 
 def _escape(match: re.Match[str]) -> str:

@@ -164,3 +164,24 @@ def test_a_step_without_a_workflow_or_lock_exits_2(project: Project) -> None:
     project.write(WORKFLOW)
     result = project.cli("show", "a", "-w", str(project.workflow), expect=2)
     assert "wf.lock does not exist" in result.stderr
+
+
+HOSTILE = "A pancake.\x1b[2J\x1b]0;owned\x07\x9b31m\u202e"
+
+
+def test_lock_file_text_reaches_the_terminal_with_its_control_characters_escaped(
+    built: Project,
+) -> None:
+    """A hand-edited (or hostile) lock file cannot clear the screen, retitle the window or
+    reverse the text that follows through ``gemflow show``."""
+    lock = json.loads((built.root / "wf.lock").read_text())
+    lock["steps"]["a"]["params"]["prompt"] = HOSTILE
+    lock["steps"]["a"]["model_version"] = "v\x1b[2J"
+    (built.root / "wf.lock").write_text(json.dumps(lock))
+    shown = built.cli("show", str(built.root / "out" / "a.png")).stdout
+    assert "prompt    A pancake.\\x1b[2J\\x1b]0;owned\\x07\\x9b31m\\u202e\n" in shown
+    assert "(answered as v\\x1b[2J)" in shown
+    as_json = built.cli("show", "--json", str(built.root / "out" / "a.png")).stdout
+    for out in (shown, as_json):
+        assert not any(c in out for c in "\x1b\x07\x9b\u202e")
+    assert json.loads(as_json)[0]["params"]["prompt"] == HOSTILE  # the same text, as JSON

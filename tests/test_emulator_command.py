@@ -1,4 +1,5 @@
-"""``gemflow emulator``: the click command that serves the emulator in the foreground."""
+"""``gemflow emulator``: the click command that serves the emulator in the foreground; the float
+options of every command refuse nan and infinity."""
 
 from __future__ import annotations
 
@@ -10,12 +11,15 @@ import signal
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
+import click
 import pytest
 from click.testing import CliRunner
 
+from gemflow.clicktypes import FiniteFloat
 from gemflow.emulator.command import emulator_command
 
 REPO = Path(__file__).resolve().parents[1]
@@ -93,3 +97,47 @@ def test_importing_the_command_does_not_import_pillow() -> None:
     code = "import sys, gemflow.emulator.command; sys.exit('PIL' in sys.modules)"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env).returncode == 0
+
+
+def _float_options(command: click.Command, path: str = "gemflow") -> Iterator[tuple[str, Any]]:
+    """(command path, option) for every option of ``command`` and its subcommands that takes a
+    float."""
+    for param in command.params:
+        if isinstance(param, click.Option) and isinstance(param.type, click.types.FloatParamType):
+            yield path, param
+    if isinstance(command, click.Group):  # its commands as click finds them (imported lazily)
+        ctx = click.Context(command)
+        for name in command.list_commands(ctx):
+            sub = command.get_command(ctx, name)
+            assert sub is not None
+            yield from _float_options(sub, f"{path} {name}")
+
+
+def test_every_float_option_of_every_command_is_a_finite_float() -> None:
+    from gemflow.cli import cli
+
+    found = list(_float_options(cli))
+    assert any(path == "gemflow emulator" for path, _ in found)
+    assert [
+        f"{path} {param.opts[0]}"
+        for path, param in found
+        if not isinstance(param.type, FiniteFloat)
+    ] == []
+
+
+EMULATOR_FLOATS = [param.opts[0] for _, param in _float_options(emulator_command)]
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+@pytest.mark.parametrize("option", EMULATOR_FLOATS)
+def test_a_float_option_that_is_not_finite_is_a_usage_error_in_one_line(
+    option: str, value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def started(**settings: object) -> None:
+        raise AssertionError(f"the emulator was started with {option} {value}")
+
+    monkeypatch.setattr("gemflow.emulator.Emulator", started)
+    result = CliRunner().invoke(emulator_command, ["--port", "0", option, value])
+    assert result.exit_code == 2, result.output
+    [error] = [line for line in result.output.splitlines() if line.startswith("Error")]
+    assert error == f"Error: Invalid value for '{option}': {value} is not a finite number"

@@ -1,13 +1,21 @@
 """A run never writes over a file that is not its own without saying so: another workflow's
-output, a picture the real service made (when on the emulator), or a hand edit."""
+output, a picture the real service made (when on the emulator), or a hand edit; nor over what is
+not a file at all (a FIFO, a folder)."""
 
 from __future__ import annotations
 
 import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from conftest import Project
 
+from gemflow.cache.local import Store
 from gemflow.cli import cli
 
 ONE = """\
@@ -76,3 +84,58 @@ def test_a_file_that_was_there_first_is_kept_too(project: Project) -> None:
     project.write(ONE % "An apple.")
     project.run()
     assert (project.root / "out" / "a.orig-2.png").read_bytes() == b"not gemflow's"
+
+
+TWO = """\
+version: 1
+steps:
+  a: {kind: generate, model: gemini-3.1-flash-image, prompt: "An apple."}
+  b: {kind: generate, model: gemini-3.1-flash-image, prompt: "A pear."}
+"""
+
+
+def gemflow_run(folder: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``gemflow run wf.yaml --emulator --json`` in a process of its own: a hang is a failure."""
+    argv = [sys.executable, "-m", "gemflow", "run", "wf.yaml", "--emulator", "--json"]
+    return subprocess.run(argv, cwd=folder, env=env, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+@pytest.mark.parametrize("made_before", [False, True], ids=["new-step", "cached-step"])
+def test_an_output_that_is_a_fifo_fails_its_step_at_once_and_is_left_alone(
+    tmp_path: Path, isolated_env: dict[str, str], made_before: bool
+) -> None:
+    (tmp_path / "wf.yaml").write_text(TWO)
+    fifo = tmp_path / "out" / "a.png"
+    if made_before:
+        assert gemflow_run(tmp_path, isolated_env).returncode == 0
+        fifo.unlink()
+    fifo.parent.mkdir(exist_ok=True)
+    os.mkfifo(fifo)
+    done = gemflow_run(tmp_path, isolated_env)
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    steps = {step["id"]: step for step in json.loads(done.stdout)["steps"]}
+    assert steps["a"]["status"] == "failed"
+    assert steps["a"]["error"] == (
+        "out/a.png is a FIFO, not a file: gemflow does not write over it; move it away, "
+        "or give the step another output"
+    )
+    assert steps["a"]["api_calls"] in (0, None)  # refused before anything was sent
+    assert steps["b"]["status"] == ("cached" if made_before else "run")
+    said = [line.strip() for line in done.stderr.splitlines() if "out/a.png" in line]
+    assert f"failed: a: {steps['a']['error']}" in said  # the report's list of failures
+    assert {line.removeprefix("failed: a: ") for line in said} == {steps["a"]["error"]}
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)
+    with Store(tmp_path / "cache") as store:
+        assert store.meta(steps["b"]["key"]) is not None  # the other step's result is kept
+
+
+def test_a_folder_where_the_output_goes_fails_the_step_before_anything_is_paid(
+    project: Project,
+) -> None:
+    project.write(ONE % "An apple.")
+    (project.root / "out" / "a.png").mkdir(parents=True)
+    [step] = project.run_json(expect=1)["steps"]
+    assert step["error"].startswith("out/a.png is a folder, not a file")
+    assert project.calls() == []

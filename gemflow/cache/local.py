@@ -5,11 +5,17 @@ Each result is written in one transaction, so a killed run leaves all of it or n
 ``blob:<key>`` (the output bytes) and ``blob:<key>:<name>`` for each attachment. Bytes that do not
 match their recorded digest are never served: the entry is dropped and counts as a miss. Nothing is
 ever evicted.
+
+A folder that cannot be written (a read-only file system, no write permission) is opened
+read-only (``read_only``): what it holds is served, a corrupt entry is a miss but stays, the memo
+is not saved (it only saves reading files again), and ``put`` and ``delete`` raise
+``ReadOnlyCache``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -23,12 +29,13 @@ from typing import Any
 
 from gemflow.cache.store import Memo, stored_meta
 from gemflow.engine.keys import digest
-from gemflow.errors import CacheError, DiskFull, Interrupted, is_no_space
+from gemflow.errors import CacheError, DiskFull, Interrupted, ReadOnlyCache, is_no_space
 
 DEFAULT_DIRNAME = "cache"
 _MEMO_KEY = "memo:file-digests"
 LOCK_POLL = 0.05  # seconds between tries for a key another process holds
 PREFETCH_CHUNK = 500  # keys per query: SQLite allows 999 parameters in older builds
+CANNOT_WRITE = {errno.EROFS, errno.EACCES, errno.EPERM}
 
 
 def default_cache_dir(workflow_path: Path) -> Path:
@@ -49,6 +56,8 @@ class Store:
 
         self.directory = directory
         self.corrupt: list[str] = []  # keys found corrupt this run (reported by the runner)
+        self.read_only = False  # the folder cannot be written: look-ups only
+        self._why_read_only = ""
         # One writer at a time within the process: threads queue here, at once, instead of in
         # SQLite's busy handler, which sleeps up to 100 ms between tries.
         self._writing = threading.Lock()
@@ -57,7 +66,23 @@ class Store:
             # eviction_policy "none": an old result must come back when a change is reverted.
             self._cache = diskcache.Cache(str(directory), eviction_policy="none", size_limit=2**62)
         except (OSError, sqlite3.Error, diskcache.Timeout) as exc:
-            raise CacheError(f"cannot open the cache at {directory}: {exc}") from exc
+            if not _cannot_write(exc, directory):
+                raise CacheError(f"cannot open the cache at {directory}: {exc}") from exc
+            self._cache = self._open_read_only(exc)
+
+    def _open_read_only(self, why: BaseException) -> Any:
+        """The cache for look-ups only, ``why`` the read-write open failed."""
+        from gemflow.cache.readonly import open_read_only
+
+        try:
+            cache = open_read_only(self.directory)
+        except sqlite3.Error as exc:
+            raise CacheError(f"cannot open the cache at {self.directory}: {why}") from exc
+        self.read_only = True
+        self._why_read_only = (
+            why.strerror if isinstance(why, OSError) and why.strerror else str(why)
+        )
+        return cache
 
     def close(self) -> None:
         self._cache.close()
@@ -74,6 +99,9 @@ class Store:
         at once: this reads its table as ``Cache.get`` does (a str key is stored raw; nothing
         here expires)."""
         wanted = [f"meta:{key}" for key in dict.fromkeys(keys) if key not in self._metas]
+        sql = getattr(self._cache, "_sql", None)  # a read-only cache without a database has none
+        if sql is None:
+            return 0
         found = 0
         for start in range(0, len(wanted), PREFETCH_CHUNK):
             chunk = wanted[start : start + PREFETCH_CHUNK]
@@ -82,7 +110,7 @@ class Store:
                 f"({','.join('?' * len(chunk))})"
             )
             try:
-                rows = self._cache._sql(query, chunk).fetchall()
+                rows = sql(query, chunk).fetchall()
             except sqlite3.Error:
                 return found  # the lookups one by one will say what is wrong
             for db_key, mode, filename, value in rows:
@@ -109,7 +137,8 @@ class Store:
         except (ValueError, TypeError):
             pass
         self.corrupt.append(key)
-        self._drop(key, {})
+        if not self.read_only:  # else it stays: a miss each time
+            self._drop(key, {})
         return None
 
     def blob(self, key: str) -> bytes | None:
@@ -139,7 +168,8 @@ class Store:
         if data is not None and digest(data) == expected:
             return data
         self.corrupt.append(key)
-        self.delete(key)
+        if not self.read_only:
+            self.delete(key)
         return None
 
     def put(
@@ -150,6 +180,11 @@ class Store:
         attachments: dict[str, bytes] | None = None,
     ) -> dict[str, Any]:
         attachments = attachments or {}
+        if self.read_only:
+            raise ReadOnlyCache(
+                f"cannot keep a result: the cache at {self.directory} is read-only "
+                f"({self._why_read_only})"
+            )
         meta = stored_meta(meta, data, attachments)
         self._metas.pop(key, None)
         try:
@@ -165,6 +200,11 @@ class Store:
         return meta
 
     def delete(self, key: str) -> None:
+        if self.read_only:
+            raise ReadOnlyCache(
+                f"cannot delete from the cache at {self.directory}: it is read-only "
+                f"({self._why_read_only})"
+            )
         self._drop(key, self.meta(key) or {})
 
     def _drop(self, key: str, meta: dict[str, Any]) -> None:
@@ -178,7 +218,11 @@ class Store:
     @contextlib.contextmanager
     def lock(self, key: str, *, cancelled: Callable[[], bool] = lambda: False) -> Iterator[None]:
         """Hold an exclusive, cross-process lock on ``key`` (released when a process dies).
-        Waiting for it polls, so that an interrupted run stops waiting (``Interrupted``)."""
+        Waiting for it polls, so that an interrupted run stops waiting (``Interrupted``). A
+        read-only store makes no result, so it has no lock to take."""
+        if self.read_only:
+            yield
+            return
         folder = self.directory / "locks"
         folder.mkdir(exist_ok=True)
         name = hashlib.sha256(key.encode()).hexdigest()[:32]
@@ -243,7 +287,20 @@ class Store:
         return memo if isinstance(memo, dict) else {}
 
     def save_memo(self, entries: Memo) -> None:
+        if self.read_only:
+            return  # only a shortcut: the next run reads the files again
         try:
             self._cache.set(_MEMO_KEY, entries)
         except (OSError, sqlite3.Error) as exc:
             raise DiskFull(f"cannot write to the cache at {self.directory} ({exc})") from exc
+
+
+def _cannot_write(exc: BaseException, directory: Path) -> bool:
+    """Whether opening the cache failed because its folder cannot be written."""
+    if isinstance(exc, OSError):
+        return exc.errno in CANNOT_WRITE
+    text = str(exc).lower()
+    if "readonly" in text or "read-only" in text:
+        return True
+    # SQLite could not make the database (or its log): a folder it may not write to
+    return "unable to open database file" in text and not os.access(directory, os.W_OK)

@@ -10,6 +10,10 @@ metadata (its digest and size among them, filled in by ``put``). What a store pr
   one key (a file lock locally; a remote store would use create-only writes);
 - nothing is evicted: an old result must come back when a change is reverted.
 
+A store may say ``read_only`` (a cache folder that cannot be written): it serves what it holds,
+``put`` and ``delete`` raise ``ReadOnlyCache``, and a run stops before sending a request whose
+result it could not keep.
+
 ``open_store`` picks the implementation from a location: ``memory:`` or a folder path (``file:``
 optional). A new store is one module with one class and one line in ``STORES``.
 """

@@ -182,6 +182,11 @@ class TieredStore:
     def save_memo(self, entries: Memo) -> None:
         self.local.save_memo(entries)
 
+    @property
+    def read_only(self) -> bool:
+        """The local store cannot be written: nothing is copied to it from the remote either."""
+        return bool(getattr(self.local, "read_only", False))
+
     def close(self) -> None:
         if self._remote is not None:
             self._remote.close()
@@ -309,6 +314,8 @@ class TieredStore:
             return None
 
     def _pull(self, keys: list[str]) -> int:
+        if self.read_only:
+            return 0  # a remote hit could not be kept here: a miss, as without a remote
         found: dict[str, Entry | None] = self._ask(lambda remote: remote.fetch(keys)) or {}
         copied = 0
         for key, entry in found.items():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import math
 import os
 import sys
 from pathlib import Path
@@ -31,16 +30,6 @@ Exit codes:
   {EXIT_CONFIG}    configuration error (no API key, unusable cache): nothing was sent
   {EXIT_INTERRUPTED}  interrupted: finished steps are cached
 """
-
-
-class FiniteFloat(click.FloatRange):
-    """A ``click.FloatRange`` that refuses nan and infinity: nan passes any range check."""
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        number = click.FLOAT.convert(value, param, ctx)
-        if not math.isfinite(number):
-            self.fail(f"{value} is not a finite number", param, ctx)
-        return super().convert(number, param, ctx)
 
 
 class _Gemflow(click.Group):

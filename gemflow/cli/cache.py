@@ -147,8 +147,9 @@ def verify(cache_dir: Path | None) -> None:
     with _open_store(cache_dir) as store:
         total = len(store.keys())
         corrupt = store.verify()
+        done = "left (the cache is read-only)" if store.read_only else "dropped"
     for key in corrupt:
-        click.echo(f"corrupt, dropped: {key}", err=True)
+        click.echo(f"corrupt, {done}: {key}", err=True)
     click.echo(f"{total} entries checked, {len(corrupt)} corrupt")
     sys.exit(EXIT_STEP_FAILED if corrupt else EXIT_OK)
 

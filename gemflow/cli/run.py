@@ -10,8 +10,9 @@ from typing import Any
 
 import click
 
-from gemflow.cli.app import DEFAULT_WORKFLOW, EPILOG, FiniteFloat, cli
+from gemflow.cli.app import DEFAULT_WORKFLOW, EPILOG, cli
 from gemflow.cli.report import after_run, check_run_option
+from gemflow.clicktypes import FiniteFloat
 from gemflow.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_STEP_FAILED, GemflowError, WorkflowError
 from gemflow.interrupts import deferred
 from gemflow.session import open_session

@@ -29,6 +29,7 @@ def show(target: str, workflow: Path | None, cache_dir: Path | None, as_json: bo
     or step[key=value,...]. The lock file is the record, so this works in a fresh clone; a cache,
     when there is one, adds when each result was stored. Sends nothing.
     """
+    from gemflow.outside import visible, visible_json
     from gemflow.views.provenance import explain, find, to_json
 
     records = find(target, workflow)
@@ -41,17 +42,20 @@ def show(target: str, workflow: Path | None, cache_dir: Path | None, as_json: bo
                 store.close()
     if as_json:
         documents = [to_json(record, stored) for record, stored in found]
-        click.echo(json.dumps(documents, indent=2, ensure_ascii=False))
+        click.echo(visible_json(json.dumps(documents, indent=2, ensure_ascii=False)))
         return
+    # The lock file may have been edited by hand, or by someone hostile: its text is shown with
+    # its control characters escaped, never acting on the terminal.
     for n, (record, stored) in enumerate(found):
         if n:
             click.echo()
-        click.echo(record.file if not record.entry.refused else record.step)
+        click.echo(visible(record.file if not record.entry.refused else record.step))
         lines = explain(record, stored)
         width = max(len("settings"), *(len(label) for label, _ in lines))
         for label, text in lines:
             for i, line in enumerate(text.splitlines() or [""]):
-                click.echo(f"  {(label if i == 0 else '').ljust(width)}  {line}".rstrip())
+                shown = visible(line)
+                click.echo(f"  {(label if i == 0 else '').ljust(width)}  {shown}".rstrip())
 
 
 def _stored(stores: dict[Path, Any], cache_dir: Path | None, record: Any) -> dict | None:

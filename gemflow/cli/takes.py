@@ -57,6 +57,7 @@ def history(args: tuple[str, ...], cache_dir: Path | None, emulator: bool) -> No
     """
     from gemflow.cache.local import Store, default_cache_dir
     from gemflow.engine.takes import entry_for, takes
+    from gemflow.outside import visible
     from gemflow.workflow.load import load_workflow
 
     path, step = _workflow_and_step(args, "gemflow history [WORKFLOW] STEP")
@@ -70,9 +71,9 @@ def history(args: tuple[str, ...], cache_dir: Path | None, emulator: bool) -> No
                 mark = "*" if take.current else " "
                 where = "" if take.stored else "  (no longer in the cache)"
                 kept = "  (replaced by --force)" if "~" in take.key else ""
+                digest = visible(take.digest.removeprefix("sha256:")[:12])  # a lock file's text
                 click.echo(
-                    f" {mark} {take.number:>2}  re-roll {take.reroll}  "
-                    f"{take.digest.removeprefix('sha256:')[:12]}{kept}{where}"
+                    f" {mark} {take.number:>2}  re-roll {take.reroll}  {digest}{kept}{where}"
                 )
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from gemflow.clicktypes import FiniteFloat
 from gemflow.emulator.batch_faults import EXPIRE_SECONDS  # neither imports Pillow
 from gemflow.emulator.files import MAX_FILE_BYTES
 
@@ -28,7 +29,7 @@ from gemflow.emulator.files import MAX_FILE_BYTES
 )
 @click.option(
     "--latency",
-    type=click.FloatRange(min=0),
+    type=FiniteFloat(min=0),
     default=0.0,
     show_default=True,
     help="Seconds added to every generate request.",
@@ -44,7 +45,7 @@ from gemflow.emulator.files import MAX_FILE_BYTES
 )
 @click.option(
     "--retry-delay",
-    type=click.FloatRange(min=0),
+    type=FiniteFloat(min=0),
     default=1.0,
     show_default=True,
     help="Seconds advertised by 429/503 (RetryInfo and Retry-After).",
@@ -65,7 +66,7 @@ from gemflow.emulator.files import MAX_FILE_BYTES
 )
 @click.option(
     "--scale",
-    type=click.FloatRange(min=0, min_open=True),
+    type=FiniteFloat(min=0, min_open=True),
     default=1.0,
     show_default=True,
     help="Multiply image sides by this (small values make benchmarks cheap).",
@@ -98,7 +99,7 @@ from gemflow.emulator.files import MAX_FILE_BYTES
 )
 @click.option(
     "--batch-pending",
-    type=click.FloatRange(min=0),
+    type=FiniteFloat(min=0),
     default=0.0,
     show_default=True,
     metavar="SECONDS",
@@ -106,7 +107,7 @@ from gemflow.emulator.files import MAX_FILE_BYTES
 )
 @click.option(
     "--batch-running",
-    type=click.FloatRange(min=0),
+    type=FiniteFloat(min=0),
     default=0.2,
     show_default=True,
     metavar="SECONDS",
@@ -114,7 +115,7 @@ from gemflow.emulator.files import MAX_FILE_BYTES
 )
 @click.option(
     "--batch-expire",
-    type=click.FloatRange(min=0),
+    type=FiniteFloat(min=0),
     default=EXPIRE_SECONDS,
     show_default=True,
     metavar="SECONDS",

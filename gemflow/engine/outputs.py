@@ -7,12 +7,17 @@ one it made last time, it finds out whose it is:
   the emulator never replaces a picture that was paid for;
 - anyone else's (a hand edit, a file that was there first): it is kept as ``<name>.orig<ext>``,
   and the run says so.
+
+What is not a file at all (a FIFO, a folder, a socket, a device) is never written over: the step
+fails before it runs, saying what is in the way. Replacing a FIFO would cut off whoever reads it.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import posixpath
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,12 +66,28 @@ class OutputGuard:
         self.memo = memo
         self.service = service
 
+    def in_the_way(self, step: Step, entry: LockEntry | None) -> str | None:
+        """Why ``step`` cannot write its output: something that is not a file is where its
+        output, or an attachment the lock records, goes. Reads nothing, moves nothing."""
+        folder, shown = step.output.parent, posixpath.dirname(step.output_rel)
+        places = [(step.output, step.output_rel)]
+        for name in entry.attachments if entry is not None else ():
+            places.append((folder / name, posixpath.join(shown, name)))
+        for path, rel in places:
+            what = not_a_file(path)
+            if what is not None:
+                return (
+                    f"{rel} is {what}, not a file: gemflow does not write over it; move it "
+                    "away, or give the step another output"
+                )
+        return None
+
     def check(self, step: Step, entry: LockEntry | None, *, forced: bool) -> Verdict:
         """May ``step`` write its output? Moves a stranger's file aside first."""
         try:
             on_disk = self.memo.digest(step.output)
         except OSError:
-            return Verdict()  # not a file (a folder, a FIFO): writing it fails and says why
+            return Verdict()  # not a file since in_the_way looked: writing it fails, saying why
         if on_disk is None or (entry is not None and on_disk == entry.digest):
             return Verdict()
         owner = self.others.get(step.output_rel)
@@ -105,6 +126,25 @@ class OutputGuard:
             for sid, entry in LockFile.load(path).entries.items():
                 found.setdefault(entry.output, (sid, entry.digest, path.name))
         return found
+
+
+def not_a_file(path: Path) -> str | None:
+    """What is at ``path`` when it is there and is not a regular file: "a FIFO", "a folder"..."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:  # missing, or out of reach (writing it then says why)
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a regular file"
 
 
 def _aside(path: Path) -> Path:

@@ -38,7 +38,7 @@ from gemflow.engine.executor import ThreadExecutor
 from gemflow.engine.graph import build_graph, ordered, select
 from gemflow.engine.keys import digest, key_material, step_key
 from gemflow.engine.outputs import OutputGuard, Verdict, load_lock
-from gemflow.engine.reasons import Reason, reason
+from gemflow.engine.reasons import Reason, describe, reason
 from gemflow.engine.refusals import Refusal, expects_refusal, recall, remember
 from gemflow.engine.scheduler import Scheduler
 from gemflow.engine.takes import archived_key
@@ -49,6 +49,7 @@ from gemflow.errors import (
     InputError,
     NoImageError,
     Problem,
+    ReadOnlyCache,
     StepError,
     WorkflowError,
     is_no_space,
@@ -137,6 +138,8 @@ class Runner:
         self._touched: set[str] = set()  # steps whose lock entries this run wrote
         self.abandoned = False  # interrupted twice: running steps were left behind
         self._stopped_by: str | None = None  # --fail-fast: the step whose failure stops the run
+        # a cache that cannot be written (gemflow.cache.local): results are served, none is kept
+        self.read_only = bool(getattr(store, "read_only", False))
 
     # -- public -----------------------------------------------------------------------------------
 
@@ -157,6 +160,14 @@ class Runner:
             self.emit(Notice(str(warning)))
         if self.lock.problem:
             self.emit(Notice(self.lock.problem))
+        if self.read_only:
+            self.emit(
+                Notice(
+                    f"the cache at {self._cache_dir()} is read-only: cached results are served, "
+                    "nothing new can be kept",
+                    level="info",
+                )
+            )
         try:
             self._walk(order)
         except KeyboardInterrupt:
@@ -167,6 +178,11 @@ class Runner:
         finally:
             self._finish()
         return self.summary
+
+    def _cache_dir(self) -> str:
+        """The local cache's folder (a tiered store's own tier), for messages."""
+        local = getattr(self.store, "local", self.store)
+        return str(getattr(local, "directory", "") or "")
 
     def _named(self, names: Iterable[str], what: str) -> list[str]:
         """The steps ``names`` select (a matrix step's id selects all its instances)."""
@@ -298,6 +314,11 @@ class Runner:
             material = key_material(step, inputs, self.service, reroll)
             key = step_key(material)
         forced = self.options.force_all or step.id in self._forced
+        problem = None if expects_refusal(step) else self.guard.in_the_way(step, entry)
+        if problem is not None:  # a FIFO where the output goes, say: checked before reading it
+            self._failed.add(step.id)
+            self._report(step, Status.FAILED, reason("output-taken"), error=problem)
+            return None
         decision = decide(
             step, key, material, store=self.store, memo=self.memo, forced=forced, lock_entry=entry
         )
@@ -312,11 +333,13 @@ class Runner:
         if self.options.dry_run:
             self._planned(step, decision.reason, key, decision)
             return None
+        if decision.status is Status.RUN:
+            self._refuse_if_read_only(step, decision.reason)  # before moving any file aside
         if decision.status is not Status.CACHED and not self._may_write(step, entry, forced):
             return None
         try:
             if decision.status is Status.CACHED:
-                if decision.adopt:
+                if decision.adopt and not self.read_only:  # else up to date all the same
                     self._adopt(step, key)
                 self._finish_step(
                     step,
@@ -347,6 +370,7 @@ class Runner:
             self._report(step, Status.FAILED, decision.reason, error=error)
             return None
         why = decision.reason if decision.status is Status.RUN else reason("corrupt")
+        self._refuse_if_read_only(step, why)
         if self._disk_full.is_set():
             self._failed.add(step.id)
             self._report(step, Status.BLOCKED, reason("disk-full"))
@@ -364,6 +388,16 @@ class Runner:
             cancelled=self._abandoned.is_set,
         )
         return _Job(step, key, material, why, inputs, forced, ctx)
+
+    def _refuse_if_read_only(self, step: Step, why: Reason) -> None:
+        """``step`` must run: with a cache that cannot keep its result, stop before sending
+        anything. Every step that must run would fail the same way (as without an API key)."""
+        if self.read_only:
+            raise ReadOnlyCache(
+                f"step '{step.id}' must run ({describe(why)}), but the cache at "
+                f"{self._cache_dir()} is read-only, so its result could not be kept: nothing "
+                "was sent. Make the folder writable, or pass --cache-dir"
+            )
 
     def _takes(
         self, step: Step, base: str, entry: LockEntry | None
@@ -770,7 +804,12 @@ class Runner:
     def _save_all(self) -> None:
         self._save_unsaved()
         for key in self.store.corrupt:
-            self.emit(Notice(f"dropped a corrupt cache entry ({key})"))
+            if self.read_only:
+                self.emit(
+                    Notice(f"a corrupt cache entry was not used ({key}): the cache is read-only")
+                )
+            else:
+                self.emit(Notice(f"dropped a corrupt cache entry ({key})"))
         for message in getattr(self.store, "notices", ()):  # a remote tier's (cache/tiered.py)
             self.emit(Notice(message))
         try:
