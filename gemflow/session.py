@@ -14,15 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from gemflow.cache.local import default_cache_dir
-from gemflow.cache.store import ResultStore, open_store, store_folder
+from gemflow.cache.local import cache_location
+from gemflow.cache.store import ResultStore, open_store
 from gemflow.cache.tiered import TieredStore, remote_settings
 from gemflow.engine.events import Event, RunSummary
 from gemflow.engine.runner import RunOptions, run_workflow
 from gemflow.interrupts import deferred
 from gemflow.providers.connection import Connection
 from gemflow.workflow import Workflow
-from gemflow.workflow.plan import PLANS_DIRNAME
 
 
 @dataclass(frozen=True)
@@ -94,22 +93,6 @@ def open_session(
             store = TieredStore(store, shared.url, push=shared.push, options=remote_options)
         with _closed_whole(store):
             yield Session(store, connection)
-
-
-def cache_location(
-    workflow_path: str | os.PathLike[str], cache: str | os.PathLike[str] | None = None
-) -> str | os.PathLike[str]:
-    """The store a session for ``workflow_path`` opens: ``cache``, else the default folder."""
-    return cache if cache is not None else default_cache_dir(Path(workflow_path))
-
-
-def plans_folder(
-    workflow_path: str | os.PathLike[str], cache: str | os.PathLike[str] | None = None
-) -> Path | None:
-    """Where loaded workflows are kept for the next run (``gemflow.workflow.plan``): ``plans/``
-    in the cache folder; nowhere for a store that is not a folder (``memory:``)."""
-    folder = store_folder(cache_location(workflow_path, cache))
-    return None if folder is None else folder / PLANS_DIRNAME
 
 
 T = TypeVar("T", bound="Closable")

@@ -50,6 +50,13 @@ def default_cache_dir(workflow_path: Path) -> Path:
     return folder / DEFAULT_DIRNAME
 
 
+def cache_location(
+    workflow_path: str | os.PathLike[str], cache: str | os.PathLike[str] | None = None
+) -> str | os.PathLike[str]:
+    """The store a run of ``workflow_path`` opens: ``cache``, else the default folder."""
+    return cache if cache is not None else default_cache_dir(Path(workflow_path))
+
+
 class Store:
     def __init__(self, directory: Path) -> None:
         import diskcache

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -15,7 +16,6 @@ from gemflow.cli.report import after_run, check_run_option
 from gemflow.clicktypes import FiniteFloat
 from gemflow.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_STEP_FAILED, GemflowError, WorkflowError
 from gemflow.interrupts import deferred
-from gemflow.session import open_session
 
 
 @cli.command(epilog=EPILOG)
@@ -184,8 +184,6 @@ def run(
 
     Only steps whose inputs changed call the API; everything else comes from the cache.
     """
-    from gemflow.engine.batch import BatchSettings
-    from gemflow.engine.runner import RunOptions
     from gemflow.report.jsonout import JsonReporter
     from gemflow.report.terminal import TerminalReporter
 
@@ -195,6 +193,39 @@ def run(
     reporters: list[Any] = [TerminalReporter(verbose=verbose, quiet=quiet)]
     if json_out is not None:
         reporters.append(json_out)
+    plain = not (force or force_all or reroll or batch or detach or report_to)
+    stamp = _stamp_file(
+        paths,
+        targets,
+        plain=plain and _no_remote(remote),
+        dry_run=dry_run,
+        jobs=jobs,
+        cache=cache_dir,
+        options={
+            "allow_outside": allow_outside,
+            "base_url": base_url,
+            "emulator": emulator,
+            "rewrite": emulator_rewrite,
+            "retries": retries,
+            "rpm": rpm,
+            "retry_refused": retry_refused,
+            "keep_going": keep_going,
+        },
+    )
+    if stamp is not None:
+        summary = _replay(stamp, paths[0], allow_outside, dry_run, reporters)
+        if summary is not None:
+            if json_out is not None:
+                with deferred():
+                    json_out.write()
+            sys.exit(EXIT_OK if summary.ok else EXIT_STEP_FAILED)
+
+    from gemflow.engine.batch import BatchSettings
+    from gemflow.engine.runner import RunOptions
+    from gemflow.engine.stamp import Recorder
+    from gemflow.session import open_session
+
+    recorder = Recorder()
     options = RunOptions(
         targets=targets,
         force=frozenset(force),
@@ -226,10 +257,12 @@ def run(
                 remote=remote,
                 push=push,
             ) as session:
-                summary = session.run(wf, options, emit=reporters)
+                summary = session.run(wf, options, emit=[*reporters, recorder])
                 ok = summary.ok and ok
                 if report_to is not None:
                     after_run(wf, session.store, summary, report_to)
+            if stamp is not None:  # the store is closed: its files are as the next run finds them
+                _write_stamp(stamp, wf, summary, recorder)
     except (GemflowError, KeyboardInterrupt) as exc:
         if json_out is not None:
             code = exc.exit_code if isinstance(exc, GemflowError) else EXIT_INTERRUPTED
@@ -240,6 +273,82 @@ def run(
         with deferred():
             json_out.write()
     sys.exit(EXIT_OK if ok else EXIT_STEP_FAILED)
+
+
+def _no_remote(remote: str | None) -> bool:
+    """No team cache is named (the workflow's own ``defaults.remote`` is checked after loading)."""
+    named = remote if remote is not None else os.environ.get("GEMFLOW_REMOTE")
+    return named is None or named.strip().lower() in ("", "none")
+
+
+def _stamp_file(
+    paths: list[Path],
+    targets: tuple[str, ...],
+    *,
+    plain: bool,
+    dry_run: bool,
+    jobs: int,
+    cache: Path | None,
+    options: dict[str, Any],
+) -> Path | None:
+    """Where a plain run of one workflow keeps its stamp (``gemflow.engine.stamp``); None for
+    other runs, and for a store that is not a folder."""
+    if not plain or len(paths) != 1:
+        return None
+    from gemflow.engine.stamp import Context, stamp_path
+    from gemflow.workflow.plan import plans_folder
+
+    folder = plans_folder(paths[0], cache)
+    if folder is None:
+        return None
+    environment = {
+        name: os.environ.get(name) for name in ("GOOGLE_GEMINI_BASE_URL", "GEMFLOW_CACHE_DIR")
+    }
+    context = Context(
+        workflow=str(paths[0].absolute()),
+        targets=targets,
+        dry_run=dry_run,
+        jobs=jobs,
+        options=tuple(sorted({**options, "cache": str(cache), **environment}.items())),
+    )
+    return stamp_path(folder, context)
+
+
+def _replay(
+    stamp: Path, path: Path, allow_outside: bool, dry_run: bool, reporters: list[Any]
+) -> Any:
+    """The stamped run's summary, reported again, if the stamp still holds; else None."""
+    from gemflow.engine.stamp import replay
+    from gemflow.workflow.plan import current_key
+
+    def emit(event: Any) -> None:
+        for reporter in reporters:
+            reporter(event)
+
+    return replay(stamp, lambda: current_key(path, allow_outside), dry_run=dry_run, emit=emit)
+
+
+def _write_stamp(stamp: Path, wf: Any, summary: Any, recorder: Any) -> None:
+    """Stamp a run of ``wf`` that had nothing to do: what its decisions read, to check next time."""
+    from gemflow.cache.lockfile import LockFile
+    from gemflow.engine.outputs import lock_path
+    from gemflow.engine.stamp import store_files, write_stamp
+
+    if wf.source is None or wf.settings.get("remote") not in (None, "none"):
+        return
+    lock = lock_path(wf, summary.service)
+    entries = LockFile.load(lock).entries
+    files = [lock, *store_files(stamp.parent.parent)]
+    for report in summary.steps:
+        step = wf.steps[report.id]
+        files.append(step.output)
+        attached = entries[report.id].attachments if report.id in entries else {}
+        files.extend(step.output.parent / name for name in attached)
+        files.extend(ref.path for ref in step.refs if ref.path is not None)
+    warnings = [str(warning) for warning in wf.warnings]
+    write_stamp(
+        stamp, plan=wf.source, recorder=recorder, summary=summary, warnings=warnings, files=files
+    )
 
 
 def _workflows_and_targets(names: tuple[str, ...]) -> tuple[list[Path], tuple[str, ...]]:
@@ -258,8 +367,7 @@ def _workflows_and_targets(names: tuple[str, ...]) -> tuple[list[Path], tuple[st
 def _load_all(paths: list[Path], allow_outside: bool, cache: Path | None) -> list[Any]:
     """Every workflow, loaded (from the plan its last run kept, when still good); the problems
     of all of them at once."""
-    from gemflow.session import plans_folder
-    from gemflow.workflow.plan import load_planned
+    from gemflow.workflow.plan import load_planned, plans_folder
 
     workflows, problems = [], []
     for path in paths:

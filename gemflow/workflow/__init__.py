@@ -63,6 +63,9 @@ class Workflow:
     settings: Mapping[str, Any] = field(
         default_factory=dict
     )  # defaults about the run: remote, push
+    # What it was loaded from, when a plan was kept (gemflow.workflow.plan): the plan's key and
+    # the disk's answers to the loader.
+    source: tuple[str, list[Any]] | None = field(default=None, compare=False, repr=False)
 
     @functools.cached_property
     def graph(self) -> Any:

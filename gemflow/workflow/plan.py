@@ -19,6 +19,7 @@ workflow's own record types allowed, so a planted file cannot run code.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import io
@@ -47,6 +48,18 @@ _ALLOWED = {
 }
 
 
+def plans_folder(
+    workflow_path: str | os.PathLike[str], cache: str | os.PathLike[str] | None = None
+) -> Path | None:
+    """Where loaded workflows are kept for the next run: ``plans/`` in the cache folder; nowhere
+    for a store that is not a folder (``memory:``)."""
+    from gemflow.cache.local import cache_location
+    from gemflow.cache.store import store_folder
+
+    folder = store_folder(cache_location(workflow_path, cache))
+    return None if folder is None else folder / PLANS_DIRNAME
+
+
 def load_planned(path: Path, *, allow_outside: bool, folder: Path | None) -> Workflow:
     """``path`` loaded (``gemflow.workflow.load``), from its plan in ``folder`` when it is
     still good; a fresh load is kept there for the next time. No folder: just loaded."""
@@ -64,7 +77,13 @@ def load_planned(path: Path, *, allow_outside: bool, folder: Path | None) -> Wor
     loader = _loader(path, allow_outside, data)
     workflow = loader.load()
     _write_plan(plan_file, key, loader.disk, workflow)
-    return workflow
+    return dataclasses.replace(workflow, source=(key, loader.disk.seen))
+
+
+def current_key(path: Path, allow_outside: bool) -> str:
+    """The key a plan of ``path`` as it is now has (``OSError`` if it cannot be read)."""
+    data, _ = read_regular_file(path, MAX_WORKFLOW_BYTES + 1)
+    return plan_key(path, data, allow_outside)
 
 
 def _loader(path: Path, allow_outside: bool, data: bytes | None = None) -> Any:
@@ -106,6 +125,7 @@ def _read_plan(plan_file: Path, key: str) -> Workflow | None:
             steps={step.id: step for step in plan["steps"]},
             warnings=tuple(plan["warnings"]),
             settings=plan["settings"],
+            source=(key, plan["seen"]),
         )
     except Exception:  # a missing, damaged or foreign plan is no plan
         return None

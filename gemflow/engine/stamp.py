@@ -1,0 +1,195 @@
+"""A run that had nothing to do leaves a stamp; the same command, while nothing it depends on has
+changed, replays that run's report from the stamp without loading the workflow, the lock file or
+the store: what ``make`` does with mtimes, done with gemflow's own evidence.
+
+A stamp is written only after a run in which every selected step was up to date (no step ran,
+was restored, failed or waits for a batch job; no notice but the workflow's own warnings), and
+only for a plain run: no ``--force``, ``--reroll``, ``--report``, batch mode or team cache. It
+holds what that run reported and, to prove it still holds:
+
+- the command's context (``Context``): the workflow's path, the current folder, the targets and
+  every option that can change what a run decides or reports (the endpoint, the cache folder,
+  a dry run...), which names the stamp file;
+- the plan's key and the disk's answers to the loader (``gemflow.workflow.plan``): the workflow
+  file's bytes, gemflow's own files, the included prompt files, folders and links;
+- the (size, mtime, inode, ctime) of every file the run's decisions read: each output and
+  attachment, each input file, the lock file, and the store's database (any write to the store,
+  by any run, makes the stamp stale: a result removed must not be reported as stored).
+
+Any difference, and the run is done as usual (which may write a new stamp). A stamp is JSON, so a
+planted one can at worst report a false "up to date", as a hand-edited lock file could; it can
+never run code or pay for anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from gemflow.engine.events import (
+    Event,
+    Notice,
+    RunFinished,
+    RunStarted,
+    RunSummary,
+    Status,
+    StepFinished,
+    StepReport,
+)
+from gemflow.engine.reasons import Reason
+from gemflow.workflow.disk import read_regular_file, signature, still_true
+
+STAMP_FORMAT = 1
+STORE_FILES = ("cache.db", "cache.db-wal")  # diskcache's database, and its write-ahead log
+MAX_STAMP_BYTES = 1 << 30
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a command asks for, as far as it can change what a run decides or reports."""
+
+    workflow: str  # absolute
+    targets: tuple[str, ...]
+    dry_run: bool
+    jobs: int
+    options: tuple[tuple[str, Any], ...]  # the rest, named: endpoint, cache, retries...
+
+    def digest(self) -> str:
+        about = {"format": STAMP_FORMAT, "cwd": os.getcwd(), **asdict(self)}
+        return hashlib.sha256(json.dumps(about, sort_keys=True).encode()).hexdigest()
+
+
+class Recorder:
+    """A reporter that keeps what a run said, to stamp it if the run turns out to be a no-op."""
+
+    def __init__(self) -> None:
+        self.started: RunStarted | None = None
+        self.notices: list[str] = []
+        self.reports: list[StepReport] = []
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, RunStarted):
+            self.started = event
+        elif isinstance(event, Notice):
+            self.notices.append(event.message)
+        elif isinstance(event, StepFinished):
+            self.reports.append(event.report)
+
+
+def stamp_path(folder: Path, context: Context) -> Path:
+    return folder / f"{context.digest()[:32]}.stamp"
+
+
+def write_stamp(
+    path: Path,
+    *,
+    plan: tuple[str, list[Any]],
+    recorder: Recorder,
+    summary: RunSummary,
+    warnings: Sequence[str],
+    files: Iterable[Path],
+) -> bool:
+    """Stamp a run that had nothing to do; returns whether it did (a run that did anything, or
+    said anything but the workflow's warnings, is not stamped)."""
+    started = recorder.started
+    if (
+        started is None
+        or not summary.ok
+        or any(report.status is not Status.CACHED for report in summary.steps)
+        or recorder.notices != list(warnings)
+    ):
+        return False
+    seen: dict[str, list[int]] = {}
+    for file in files:
+        try:
+            seen[str(file)] = list(signature(os.stat(file)))
+        except OSError:
+            return False  # an output that is not there: nothing to stamp
+    stamp = {
+        "format": STAMP_FORMAT,
+        "plan": {"key": plan[0], "seen": plan[1]},
+        "files": seen,
+        "started": {
+            "workflow": started.workflow,
+            "steps": list(started.steps),
+            "api_steps": started.api_steps,
+            "jobs": started.jobs,
+            "service": started.service,
+        },
+        "summary": {"workflow": summary.workflow, "service": summary.service},
+        "warnings": list(warnings),
+        "reports": [_report_json(report) for report in recorder.reports],
+    }
+    from gemflow.fileio import write_atomic
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, json.dumps(stamp, separators=(",", ":")).encode())
+    except OSError:
+        return False  # a read-only or full cache: the next run is done as usual
+    return True
+
+
+def replay(
+    path: Path, plan_key: Callable[[], str], *, dry_run: bool, emit: Callable[[Event], None]
+) -> RunSummary | None:
+    """The stamped run's report, emitted again, if the stamp at ``path`` still holds; else None
+    (and nothing emitted). ``plan_key`` gives the plan key of the workflow as it is now."""
+    try:
+        stamp = json.loads(read_regular_file(path, MAX_STAMP_BYTES)[0])
+        if stamp["format"] != STAMP_FORMAT or stamp["plan"]["key"] != plan_key():
+            return None
+        for file, recorded in stamp["files"].items():
+            if list(signature(os.stat(file))) != recorded:
+                return None
+        if not still_true(stamp["plan"]["seen"]):
+            return None
+        started = stamp["started"]
+        reports = [_report(row) for row in stamp["reports"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    emit(RunStarted(dry_run=dry_run, **{**started, "steps": tuple(started["steps"])}))
+    for warning in stamp["warnings"]:
+        emit(Notice(warning))
+    summary = RunSummary(dry_run=dry_run, **stamp["summary"])
+    for report in reports:
+        summary.steps.append(report)
+        emit(StepFinished(report))
+    emit(RunFinished(summary))
+    return summary
+
+
+def store_files(folder: Path | None) -> list[Path]:
+    """The store's database files that exist (any write to the store changes one of them)."""
+    if folder is None:
+        return []
+    return [folder / name for name in STORE_FILES if (folder / name).exists()]
+
+
+def _report_json(report: StepReport) -> dict[str, Any]:
+    return {
+        "id": report.id,
+        "kind": report.kind,
+        "status": str(report.status),
+        "why": {"code": report.reason.code, "values": dict(report.reason.values)},
+        "output": report.output,
+        "api_calls": report.api_calls,
+        "tokens": report.tokens,
+        "usd": report.usd,
+        "seconds": report.seconds,
+        "error": report.error,
+        "key": report.key,
+        "result": report.result,
+    }
+
+
+def _report(row: dict[str, Any]) -> StepReport:
+    why = row.pop("why")
+    return StepReport(
+        status=Status(row.pop("status")), reason=Reason(why["code"], why["values"]), **row
+    )
