@@ -29,7 +29,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gemflow.fileio import write_atomic
 from gemflow.workflow import MAX_WORKFLOW_BYTES, Workflow
 from gemflow.workflow.disk import Disk, read_regular_file, still_true
 
@@ -141,6 +140,8 @@ def _write_plan(plan_file: Path, key: str, disk: Disk, workflow: Workflow) -> No
         "warnings": list(workflow.warnings),
         "settings": dict(workflow.settings),
     }
+    from gemflow.fileio import write_atomic
+
     try:
         plan_file.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(plan_file, pickle.dumps(plan, protocol=pickle.HIGHEST_PROTOCOL))
