@@ -205,9 +205,17 @@ class TerminalReporter:
                 parts.append(f"nothing billed (Google's API: ~${summary.usd:.3f})")
             elif summary.usd:
                 parts.append(f"~${summary.usd:.3f}")
+        if jobs := len(summary.pending_jobs):
+            parts.append(self.out.style(f"{jobs} batch job{'s' * (jobs != 1)} pending", "magenta"))
         if summary.interrupted:
             parts.append(self.out.style("interrupted", "red"))
         self.out.print(" · ".join(parts))
+        if jobs and not self.dry_run:
+            name = self.out.escape(summary.workflow)
+            self.out.print(
+                f"gemflow run {name} collects the answers of those that have ended, "
+                f"gemflow batch resume {name} waits for them; gemflow batch status shows them"
+            )
         if not self.dry_run and (where := _outputs(summary)):
             self.out.print(where)
         for report in summary.steps:
