@@ -4,10 +4,12 @@ the emulator's batch routes; never submitted twice, every outcome handled like a
 from __future__ import annotations
 
 import json
+import shutil
 import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import FAKE_KEY
@@ -375,3 +377,42 @@ def test_a_run_without_batch_leaves_running_jobs_pending(
     assert batch_emulator.api_calls() == []
     [job] = summary.batch_jobs.values()
     assert job.state == "JOB_STATE_RUNNING" and job.pending
+
+
+def test_steps_hold_their_input_images_only_while_their_line_is_written_or_answered(
+    tmp_path: Path, batch_emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A round of a thousand edits must not hold a thousand input images: each step lets go of
+    its request once measured, makes it again for its line of the job's file (then lets go
+    again), and for its answer."""
+    from conftest import PHOTOS
+
+    from gemflow.engine.batch import BatchExecutor
+
+    writing: list[int] = []  # steps holding their requests, as each line is written
+    waiting: list[int] = []  # input bytes the waiting steps hold, at each look at their job
+    requests, seen = BatchExecutor._requests, BatchExecutor._seen
+
+    def spy_requests(self: BatchExecutor, targets: Any) -> Any:
+        pendings = {p for items in targets.values() for p, _ in items}
+        for item in requests(self, targets):
+            writing.append(sum(bool(p.calls) for p in pendings))
+            yield item
+
+    def spy_seen(self: BatchExecutor, opened: Any, job: Any) -> None:
+        pendings = {p for items in opened.targets.values() for p, _ in items}
+        waiting.append(sum(len(d) for p in pendings for c in p.calls for d, _ in c.request.images))
+        seen(self, opened, job)
+
+    monkeypatch.setattr(BatchExecutor, "_requests", spy_requests)
+    monkeypatch.setattr(BatchExecutor, "_seen", spy_seen)
+    shutil.copy(PHOTOS / "me.jpg", tmp_path / "me.jpg")
+    edits = "".join(
+        f"e{i}: {{kind: edit, model: {MODEL}, images: [me.jpg], prompt: Variant {i}.}}\n"
+        for i in range(4)
+    )
+    summary = run(tmp_path, batch_emulator, many(0, edits))
+    assert statuses(summary) == {"run": 4}  # their requests made again for the answers
+    assert writing == [1, 1, 1, 1]
+    assert waiting and set(waiting) == {0}
+    assert batch_emulator.api_calls() == []

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import tempfile
 import threading
 import time
@@ -173,15 +174,28 @@ class _Pending:
     answers: list[ApiResponse | None] = field(default_factory=list)
     tries: dict[int, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    passes: int = 0  # how many times its exchange has asked for calls
+    keys: list[str] = field(default_factory=list)  # of its calls, as batch items
+    described: list[str] = field(default_factory=list)  # its calls' requests, to check replays
+    models: list[str] = field(default_factory=list)  # of its calls
+    sizes: dict[int, tuple[int, int]] = field(default_factory=dict)  # (line bytes, tokens)
+    shelved: bool = False  # its requests let go of, until an answer or a job needs them
 
     @property
     def done(self) -> bool:
         return self.future.done()
 
     def ask(self, calls: list[Call]) -> None:
-        self.calls, self.answers, self.tries = calls, [None] * len(calls), {}
+        self.calls, self.answers, self.tries, self.sizes = calls, [None] * len(calls), {}, {}
+        self.passes += 1
+        self.keys = [self._key(index) for index in range(len(calls))]
+        self.models = [call.request.model for call in calls]
+        self.described = [_described(call) for call in calls]
 
     def key(self, index: int) -> str:
+        return self.keys[index]
+
+    def _key(self, index: int) -> str:
         """The batch item's key: the step's key for its one call, else one per call."""
         call = self.calls[index]
         if call.sample is None and len(self.calls) == 1:
@@ -192,6 +206,13 @@ class _Pending:
     def release(self) -> None:
         """Settled: let go of its requests (with their input images) and answers."""
         self.exchange, self.calls, self.answers, self.future = None, [], [], _SETTLED
+
+    def shelve(self) -> None:
+        """Let go of its requests (their input images) until an answer or a job's file needs
+        them: they are made again then (``BatchExecutor._holding``). Only on its exchange's
+        first pass: a later one is reached by replaying answers the cache may not hold."""
+        if self.passes == 1 and not self.done:
+            self.exchange, self.calls, self.shelved = None, [], True
 
 
 @dataclass(eq=False)
@@ -329,19 +350,29 @@ class BatchExecutor:
     # -- a round ----------------------------------------------------------------------------------
 
     def _run_round(self, batch: list[_Pending]) -> None:
+        """Each pass: every live step's calls answered (from the cache, jobs, or sent), then
+        handed over; those that ask for more go on to the next pass. On the first, each step
+        lets go of its requests as soon as they are measured: a round of a thousand edits never
+        holds a thousand input images."""
         try:
-            live = [p for p in batch if self._start(p)]
+            live, first = batch, True
             while live and not self._stop.is_set():
                 more: list[_Pending] = []  # those that ask for more calls
                 asked: list[Item] = []
                 for p in live:
+                    if first and not self._start(p):
+                        continue
                     missing = self._unanswered(p)
                     asked += [(p, i) for i in missing]
-                    if not missing and self._advance(p):
+                    if missing:
+                        self._measure(p, missing)
+                        with p.lock:
+                            p.shelve()
+                    elif self._advance(p):
                         more.append(p)
                 if asked:
                     self._answer(asked, more)
-                live = more
+                live, first = more, False
         except BaseException as exc:  # a future must never be left waiting
             for p in batch:
                 self._fail(p, exc)
@@ -369,6 +400,20 @@ class BatchExecutor:
             return False
         return True
 
+    def _measure(self, p: _Pending, indexes: list[int]) -> None:
+        """The bytes and estimated tokens each of ``indexes`` takes in a job."""
+        for index in indexes:
+            request = p.calls[index].request
+            size = self._line_size(request.model)
+            p.sizes[index] = size(p.key(index), request), estimated_tokens(request)
+
+    def _line_size(self, model: str) -> Callable[[str, Any], int]:
+        try:
+            sizer: Callable[[str, Any], int] = self.connection.batches(model).line_size
+            return sizer
+        except GemflowError:  # no Batch API (or no key): placing it in a job says why
+            return lambda key, request: 0
+
     def _unanswered(self, p: _Pending) -> list[int]:
         """The calls of ``p`` the per-call cache cannot answer."""
         missing = []
@@ -380,10 +425,10 @@ class BatchExecutor:
 
     def _advance(self, p: _Pending) -> bool:
         """Hand ``p``'s answers to its exchange; True when it asks for more."""
-        with p.lock:
-            if p.done:
-                return False
-            exchange, answers = p.exchange, p.answers
+        held = self._holding(p, lambda: (p.exchange, p.answers))
+        if held is None:
+            return False
+        exchange, answers = held
 
         def produce() -> StepOutput:
             try:
@@ -429,16 +474,37 @@ class BatchExecutor:
     ) -> None:
         """``answer`` to call ``index`` of ``p``; ``sent`` >= 0: an answer from a batch job, to
         count (``sent`` requests at half price) and cache as the step's own sending would."""
-        with p.lock:
-            if p.done:
-                return
+
+        def take() -> bool:
             if sent >= 0:
                 p.job.ctx.take(p.calls[index], answer, sent=sent, price=BATCH_PRICE)
             p.answers[index] = answer
-            if any(a is None for a in p.answers):
-                return
-        if self._advance(p):
+            return all(a is not None for a in p.answers)
+
+        if self._holding(p, take) and self._advance(p):
             more.append(p)
+
+    def _holding(self, p: _Pending, use: Callable[[], T]) -> T | None:
+        """``use()`` under ``p``'s lock, its requests at hand: made again from its inputs (its
+        exchange replayed to the same calls) if it let go of them. None when ``p`` has settled,
+        or cannot make them again (it fails)."""
+        with p.lock:
+            if p.done:
+                return None
+            try:
+                if p.shelved:
+                    step = p.job.step
+                    exchange = step.kind.exchange(step, self.hooks.images(p.job))
+                    calls = next(exchange)
+                    if [_described(call) for call in calls] != p.described:
+                        raise StepError("its requests changed while it waited for a batch job")
+                    p.exchange, p.calls, p.shelved = exchange, calls, False
+            except BaseException as exc:
+                error = exc
+            else:
+                return use()
+        self._fail(p, error)
+        return None
 
     # -- placing requests -------------------------------------------------------------------------
 
@@ -464,7 +530,7 @@ class BatchExecutor:
             if (record := holding.get(key)) is not None:
                 targets = held.setdefault(record.display_name, (record, {}))[1]
             else:
-                targets = fresh.setdefault(p.calls[index].request.model, {})
+                targets = fresh.setdefault(p.models[index], {})
             targets.setdefault(key, []).append((p, index))
         jobs: list[_Open] = []
         for record, targets in held.values():
@@ -490,8 +556,8 @@ class BatchExecutor:
         batches = self.connection.batches(model)
 
         def size(key: str) -> tuple[int, int]:
-            request = _request(targets[key])
-            return batches.line_size(key, request), estimated_tokens(request)
+            p, index = targets[key][0]
+            return p.sizes.get(index, (0, 0))
 
         jobs = []
         for keys in chunked(sorted(targets), self.limits, size):
@@ -506,7 +572,7 @@ class BatchExecutor:
         record = Record(name, model, sorted(targets), steps=steps)
         self.ledger.put(record)  # before create: a run that dies now adopts the job later
         try:
-            job = batches.submit(model, ((k, _request(v)) for k, v in targets.items()), name)
+            job = batches.submit(model, self._requests(targets), name)
         except GemflowError as exc:  # not created, or not known to be: the next run looks
             for items in targets.values():
                 for p, _ in items:
@@ -517,6 +583,18 @@ class BatchExecutor:
         self.notify(f"batch job {job.name}: {len(targets)} requests to {model}")
         self.tell(record.report())
         return _Open(batches, job, record, targets)
+
+    def _requests(self, targets: Targets) -> Iterator[tuple[str, Any]]:
+        """Each request of ``targets`` with its key, made again for its line of the job's file
+        if its step let go of it, and let go of again once written."""
+        for key, items in targets.items():
+            for p, index in items:  # an equal step's, if the first has settled meanwhile
+                call = self._call(p, index)
+                if call is not None:
+                    yield key, call.request
+                    with p.lock:
+                        p.shelve()
+                    break
 
     def _reopen(self, record: Record, targets: Targets) -> _Open | None:
         """The recorded job that holds ``targets``: resumed by its name, or adopted from the
@@ -685,16 +763,18 @@ class BatchExecutor:
             self._sending.add(p)
         try:
             for index, others in calls:
-                with p.lock:
-                    if p.done:
-                        return
-                    call = p.calls[index]
+                call = self._call(p, index)
+                if call is None:  # settled meanwhile (or its inputs are gone): an equal step asks
+                    if others:
+                        (q, other), rest = others[0], others[1:]
+                        self._send(q, [(other, rest)], more)
+                    continue
                 try:
                     answer = p.job.ctx.send(call)
                 except BaseException as exc:
                     for q, _ in [(p, index), *others]:
                         self._fail(q, exc)
-                    return
+                    continue
                 self._deliver(p, index, answer, more)
                 for q, other in others:
                     self._deliver(q, other, answer, more, sent=0)
@@ -702,10 +782,13 @@ class BatchExecutor:
             with self._lock:
                 self._sending.discard(p)
 
+    def _call(self, p: _Pending, index: int) -> Call | None:
+        """Call ``index`` of ``p``, unless ``p`` has settled."""
+        return self._holding(p, lambda: p.calls[index])
 
-def _request(items: list[Item]) -> Any:
-    p, index = items[0]
-    return p.calls[index].request
+
+def _described(call: Call) -> str:
+    return json.dumps([call.sample, call.request.describe()], sort_keys=True)
 
 
 def _lost() -> StepError:
