@@ -1,18 +1,19 @@
 """The batch path at scale: 1,000 steps through the Batch API on the emulator, timed, with the
 peak RSS of each gemflow process beside a 100-step run's (memory must stay flat).
 
-    python bench/batch.py                      # 100 and 1,000 steps (~2 min)
+    python bench/batch.py                      # 100 and 1,000 steps (~4 min)
     python bench/batch.py --sizes 100,2000 --scale 0.25 --out /tmp/batch.json --keep
 
 For each size: a workflow of that many independent ``generate`` steps is submitted with
 ``gemflow run WF --batch --detach`` (time to submit: build every request, write and upload the
 JSONL, create the jobs, record them); once the emulator has finished the jobs,
 ``gemflow run WF --batch`` collects them (time to ingest: download each output file, read it line
-by line, store and write every picture). Then the benchmark's mixed workflow of that size
-(fan-outs, chains of edits, grids: rounds of dependent steps) is built in one ``--batch`` run and
-in one ``--batch=auto`` run. Every run is checked: all steps made, no interactive call where none
-is expected, no job left in the ledger. Peak RSS is each gemflow process's own ``ru_maxrss``.
-It reports; it is not a test, but it exits 1 if a check fails.
+by line, store and write every picture). That many edits of one photo (each request carries it)
+go in one ``--batch`` run: submit, wait, ingest. Then the benchmark's mixed workflow of that size
+(fan-outs, chains of edits, grids: rounds of dependent steps) is built with ``--batch``, with
+``--batch=auto`` and, for comparison, interactively. Every run is checked: all steps made, no
+interactive call where none is expected, no job left in the ledger. Peak RSS is each gemflow
+process's own ``ru_maxrss``. It reports; it is not a test, but it exits 1 if a check fails.
 """
 
 from __future__ import annotations
@@ -148,6 +149,42 @@ def bench_submit_and_ingest(
     ]
 
 
+def photo(path: Path, side: int = 480) -> int:
+    """A JPEG of noise (it hardly compresses): the input every edit of ``bench_edits`` sends."""
+    import random
+
+    from PIL import Image
+
+    noise = random.Random(0).randbytes(side * side * 3)
+    Image.frombytes("RGB", (side, side), noise).save(path, quality=90)
+    return path.stat().st_size
+
+
+def bench_edits(size: int, gemflow: Path, emulator: EmulatorProcess, root: Path) -> Measured:
+    """``size`` edits of one photo in one ``--batch`` run: submit, wait, ingest. Each request
+    carries the photo, so a run that held every request would hold ``size`` copies of it."""
+    folder = root / f"edits-{size}"
+    folder.mkdir(parents=True)
+    kb = photo(folder / "photo.jpg") / 1000
+    steps = {
+        f"e{i}": {"kind": "edit", "images": ["photo.jpg"], "prompt": f"Edit {i}: a new sky"}
+        for i in range(size)
+    }
+    workflow = write_workflow(folder, steps)
+    env = gemflow_env(folder / "cache", API_KEY)
+    print(f"[{size:,} steps] edits of a {kb:.0f} kB photo, --batch …", flush=True)
+    jobs_before, calls_before = len(list_jobs(emulator.url)), emulator.api_calls()
+    cmd = [gemflow, "run", workflow, "--base-url", emulator.url, "--json", "--batch"]
+    doc, seconds, rss = measured([*cmd, "--batch-poll", POLL], env, folder)
+    check(doc, {"run": size}, "edits")
+    if (interactive := emulator.api_calls() - calls_before) != 0:
+        raise BenchError(f"[{size}] {interactive} interactive calls in batch mode")
+    jobs = len(list_jobs(emulator.url)) - jobs_before
+    held = size * kb / 1000
+    note = f"{kb:.0f} kB input each: {held:.0f} MB if all held"
+    return Measured("edits, --batch", size, seconds, rss, jobs, 0, note)
+
+
 def bench_mixed(
     size: int, gemflow: Path, emulator: EmulatorProcess, root: Path, mode: str
 ) -> Measured:
@@ -215,6 +252,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         with EmulatorProcess(gemflow, root / "emulator", extra_args=emulator_args) as emulator:
             for size in args.sizes:
                 rows += bench_submit_and_ingest(size, gemflow, emulator, root)
+            for size in args.sizes:
+                rows.append(bench_edits(size, gemflow, emulator, root))
             if not args.no_mixed:
                 for size in args.sizes:
                     for mode in ("all", "auto", "interactive"):
