@@ -87,6 +87,8 @@ def test_detach_says_how_many_jobs_are_pending_in_json_and_words(project: Projec
     assert status["pending"] == 2
     assert sorted(j["name"] for j in status["jobs"]) == sorted(j["name"] for j in doc["batch_jobs"])
     assert sorted(s for j in status["jobs"] for s in j["steps"]) == ["s0", "s1", "s2"]
+    words = project.cli("batch", "status", str(project.workflow)).stdout
+    assert words.count("steps: s") == 2 and "2 jobs pending" in words
 
 
 def test_a_dry_run_shows_the_pending_job_and_the_steps_waiting_on_it(

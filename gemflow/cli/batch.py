@@ -58,8 +58,8 @@ def status(workflow: Path, cache_dir: Path | None, as_json: bool) -> None:
             f"{state}  submitted {hours:.1f} h ago" + (f"  steps: {shown}" if steps else "")
         )
     click.echo(
-        f"{len(records)} job{'s' * (len(records) != 1)} pending: gemflow batch resume "
-        f"{workflow} collects the answers"
+        f"{len(records)} job{'s' * (len(records) != 1)} pending: gemflow run {workflow} collects "
+        f"the answers of those that have ended, gemflow batch resume {workflow} waits for them"
     )
 
 

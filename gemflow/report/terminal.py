@@ -211,10 +211,10 @@ class TerminalReporter:
             parts.append(self.out.style("interrupted", "red"))
         self.out.print(" · ".join(parts))
         if jobs and not self.dry_run:
-            name = self.out.escape(summary.workflow)
+            name = self.out.escape(_shown(Path(summary.workflow)))
             self.out.print(
-                f"gemflow run {name} collects the answers of those that have ended, "
-                f"gemflow batch resume {name} waits for them; gemflow batch status shows them"
+                f"run again to collect the answers of jobs that have ended (gemflow batch "
+                f"resume {name} waits for them)"
             )
         if not self.dry_run and (where := _outputs(summary)):
             self.out.print(where)
@@ -234,12 +234,17 @@ def _outputs(summary: RunSummary) -> str | None:
     folder = Path(os.path.commonpath([str(root / output) for output in made]))
     if (root / made[0]) == folder:  # one output: its folder
         folder = folder.parent
-    try:
-        shown = folder.relative_to(Path.cwd())
-    except ValueError:
-        shown = folder
-    text = "." if str(shown) == "." else f"{shown.as_posix()}/"
+    shown = _shown(folder)
+    text = "." if shown == "." else f"{shown}/"
     return f"{len(made)} output{'s' * (len(made) != 1)} in {text}"
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the current folder when it is inside it."""
+    try:
+        return path.relative_to(Path.cwd()).as_posix()
+    except ValueError:
+        return path.as_posix()
 
 
 def _styled_terminal() -> bool:
