@@ -146,3 +146,21 @@ def spent(request: ApiRequest, usage: Mapping[str, int]) -> float:
             usage.get("input", 0) * reader.input_usd_per_mtok + output * reader.output_usd_per_mtok
         ) / 1e6
     return 0.0
+
+
+READ_OUTPUT_TOKENS = 256  # what a reader's answer (the text it read off an image) is taken to be
+UNKNOWN_IMAGE_TOKENS = 1290  # a model not in the table: the most any known one bills per image
+
+
+def estimated_tokens(request: ApiRequest) -> int:
+    """About how many tokens ``request`` will use, in and out, before it is sent: text at about
+    4 characters a token, input images and the output image at the table's counts."""
+    text = math.ceil((len(request.prompt) + len(request.system or "")) / 4)
+    info = model_info(request.model)
+    if info is not None:
+        size = info.sizes.get(request.image_size or info.default_size)
+        out = size.output_tokens if size is not None and "IMAGE" in request.modalities else 0
+        return text + len(request.images) * info.input_image_tokens + out
+    reader = reader_models().get(request.model)
+    per_image = reader.input_image_tokens if reader is not None else UNKNOWN_IMAGE_TOKENS
+    return text + len(request.images) * per_image + READ_OUTPUT_TOKENS

@@ -4,9 +4,12 @@ the emulator's batch routes; never submitted twice, every outcome handled like a
 from __future__ import annotations
 
 import json
+import shutil
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import FAKE_KEY
@@ -191,4 +194,225 @@ def test_the_cli_batch_flag_and_dry_run_prices(tmp_path: Path, batch_emulator) -
     assert plan["totals"]["usd"] == pytest.approx(full["totals"]["usd"] / 2, rel=1e-4)
     result = CliRunner().invoke(cli, [*base, "--batch", "--batch-poll", "0.05"], env=env)
     assert result.exit_code == 0, result.output
+    assert batch_emulator.api_calls() == []
+
+
+# -- --batch=auto: only big groups go in jobs ----------------------------------------------------
+
+AUTO = BatchSettings(poll_seconds=0.05, mode="auto")
+OTHER_MODEL = "gemini-3.1-flash-lite-image"
+
+
+def chain(start: str, length: int, model: str = MODEL) -> str:
+    """``length`` edits, each of the one before, from step ``start``."""
+    steps, previous = [], start
+    for i in range(length):
+        steps.append(
+            f"e{i}: {{kind: edit, model: {model}, images: [{previous}], prompt: Edit {i}.}}"
+        )
+        previous = f"e{i}"
+    return "\n".join(steps) + "\n"
+
+
+def test_auto_batches_a_big_group_and_sends_a_chain_of_edits_at_once(
+    tmp_path: Path, batch_emulator
+) -> None:
+    summary = run(tmp_path, batch_emulator, many(25, chain("s0", 3)), AUTO)
+    assert statuses(summary) == {"run": 28}
+    [job] = batch_emulator.batches()  # the 25 generates: one request a round is a chain
+    assert job.item_count == 25
+    assert len(batch_emulator.api_calls()) == 3  # the edits, one round each
+
+
+def test_auto_sends_a_small_group_at_once(tmp_path: Path, batch_emulator) -> None:
+    summary = run(tmp_path, batch_emulator, many(5), AUTO)
+    assert statuses(summary) == {"run": 5}
+    assert batch_emulator.batches() == []
+    assert len(batch_emulator.api_calls()) == 5
+    assert summary.usd == pytest.approx(5 * 0.067, rel=1e-3)  # full price
+
+
+def test_auto_decides_per_model_within_a_round(tmp_path: Path, batch_emulator) -> None:
+    small = "".join(
+        f"o{i}: {{kind: generate, model: {OTHER_MODEL}, prompt: Other {i}.}}\n" for i in range(3)
+    )
+    summary = run(tmp_path, batch_emulator, many(20, small), AUTO)
+    assert statuses(summary) == {"run": 23}
+    assert [(job.model, job.item_count) for job in batch_emulator.batches()] == [(MODEL, 20)]
+    assert {call["model"] for call in batch_emulator.api_calls()} == {OTHER_MODEL}
+
+
+def test_the_workflow_defaults_set_the_group_size(tmp_path: Path, batch_emulator) -> None:
+    text = many(5).replace("version: 1\n", "version: 1\ndefaults: {batch_min: 5}\n")
+    run(tmp_path, batch_emulator, text, AUTO)
+    [job] = batch_emulator.batches()
+    assert job.item_count == 5
+    assert batch_emulator.api_calls() == []
+
+
+def test_a_chain_goes_on_while_another_models_job_waits(
+    tmp_path: Path, batch_emulator, faults: BatchFaults
+) -> None:
+    """Rounds overlap: the chain's three rounds run while the first round waits for its job (it
+    never ends: at its deadline it is cancelled and its requests are sent interactively)."""
+    faults.push_job("stuck_running")
+    text = many(20, f"c: {{kind: generate, model: {OTHER_MODEL}, prompt: Start.}}\n")
+    text += textwrap.indent(chain("c", 3, OTHER_MODEL), "  ")
+    settings = BatchSettings(poll_seconds=0.05, mode="auto", deadline_seconds=3)
+    summary = run(tmp_path, batch_emulator, text, settings)
+    assert statuses(summary) == {"run": 24}
+    [job] = batch_emulator.batches()
+    assert job.state == "CANCELLED"
+    models = [call["model"] for call in batch_emulator.api_calls()]
+    assert models == [OTHER_MODEL] * 4 + [MODEL] * 20  # the chain first, then the fallback
+
+
+# -- jobs cut by count, bytes and tokens ----------------------------------------------------------
+
+
+def test_jobs_are_cut_to_the_limits_in_order() -> None:
+    from gemflow.engine.batch import Limits, chunked
+
+    sizes = {"a": (40, 1), "b": (40, 1), "c": (40, 1), "d": (200, 1), "e": (10, 10), "f": (1, 1)}
+    limits = Limits(requests=3, bytes=100, tokens=10)
+    cut = list(chunked(sizes, limits, sizes.__getitem__))
+    assert cut == [["a", "b"], ["c"], ["d"], ["e"], ["f"]]  # d is too big for any job: alone
+    assert list(chunked("abcdefg", Limits(requests=3), lambda item: (1, 1))) == [
+        ["a", "b", "c"],
+        ["d", "e", "f"],
+        ["g"],
+    ]
+
+
+def test_a_line_s_size_is_known_without_encoding_its_images() -> None:
+    from gemflow.providers.base import ApiRequest
+    from gemflow.providers.gemini_batch import line, line_size
+
+    request = ApiRequest(
+        model=MODEL,
+        prompt='Ünïcode "quoted"\nprompt',
+        images=((b"\x89PNG" * 100, "image/png"), (b"x", "image/jpeg")),
+        system="be brief",
+        aspect_ratio="16:9",
+    )
+    assert line_size("k" * 64, request) == len(line("k" * 64, request).encode())
+
+
+def test_a_group_over_the_byte_limit_goes_in_several_jobs_each_within_it(
+    tmp_path: Path, batch_emulator
+) -> None:
+    from gemflow.providers.base import ApiRequest
+    from gemflow.providers.gemini_batch import line_size
+
+    per_line = line_size("0" * 64, ApiRequest(model=MODEL, prompt="Picture 10."))
+    limit = 3 * per_line + 10  # three lines of two-digit prompts fit, not four
+    summary = run(
+        tmp_path, batch_emulator, many(12), BatchSettings(poll_seconds=0.05, max_bytes=limit)
+    )
+    assert statuses(summary) == {"run": 12}
+    jobs = batch_emulator.batches()
+    assert len(jobs) >= 4 and sum(job.item_count for job in jobs) == 12
+    files = {f.name: f.size for f in batch_emulator.files()}
+    assert all(files[job.input_file] <= limit for job in jobs if job.input_file)
+    assert batch_emulator.api_calls() == []
+    again = run(tmp_path, batch_emulator)
+    assert statuses(again) == {"cached": 12}
+
+
+def test_jobs_are_cut_by_count_and_by_estimated_tokens(tmp_path: Path, batch_emulator) -> None:
+    run(tmp_path, batch_emulator, many(5), BatchSettings(poll_seconds=0.05, max_requests=2))
+    assert [job.item_count for job in batch_emulator.batches()] == [2, 2, 1]
+    tokens = 1120 + 10  # a 1K image out, and a short prompt in
+    (tmp_path / "two").mkdir()
+    settings = BatchSettings(poll_seconds=0.05, max_tokens=3 * tokens)
+    run(tmp_path / "two", batch_emulator, many(5), settings)
+    assert [job.item_count for job in batch_emulator.batches()[3:]] == [3, 2]
+
+
+def test_requests_in_open_jobs_are_not_submitted_again_however_they_are_cut(
+    tmp_path: Path, batch_emulator
+) -> None:
+    detach = BatchSettings(poll_seconds=0.05, detach=True, max_requests=3)
+    assert statuses(run(tmp_path, batch_emulator, many(7), detach)) == {"pending": 7}
+    assert [job.item_count for job in batch_emulator.batches()] == [3, 3, 1]
+    (tmp_path / "wf.yaml").write_text(many(9))  # two more steps; jobs cut another way
+    collected = run(tmp_path, batch_emulator, settings=BatchSettings(poll_seconds=0.05))
+    assert statuses(collected) == {"run": 9}
+    assert [job.item_count for job in batch_emulator.batches()] == [3, 3, 1, 2]
+    assert Ledger(tmp_path / "cache" / "batches").records() == []
+
+
+# -- a run without --batch while jobs are open -------------------------------------------------
+
+
+def plain(root: Path, emu: Emulator) -> RunSummary:
+    with Store(root / "cache") as store, Connection.emulator(url=emu.url) as connection:
+        return run_workflow(
+            load_workflow(root / "wf.yaml"), store, RunOptions(), connection=connection
+        )
+
+
+def test_a_run_without_batch_collects_finished_jobs_and_sends_the_rest(
+    tmp_path: Path, batch_emulator
+) -> None:
+    run(tmp_path, batch_emulator, many(4), BatchSettings(poll_seconds=0.05, detach=True))
+    (tmp_path / "wf.yaml").write_text(many(5))
+    while batch_emulator.batches()[0].state != "SUCCEEDED":
+        time.sleep(0.02)
+    summary = plain(tmp_path, batch_emulator)
+    assert statuses(summary) == {"run": 5}
+    assert len(batch_emulator.batches()) == 1
+    assert len(batch_emulator.api_calls()) == 1  # only the new step
+    assert Ledger(tmp_path / "cache" / "batches").records() == []
+
+
+def test_a_run_without_batch_leaves_running_jobs_pending(
+    tmp_path: Path, batch_emulator, faults: BatchFaults
+) -> None:
+    faults.push_job("stuck_running")
+    text = many(2, f"fixed: {{kind: edit, model: {MODEL}, images: [s0], prompt: A hat.}}\n")
+    run(tmp_path, batch_emulator, text, BatchSettings(poll_seconds=0.05, detach=True))
+    summary = plain(tmp_path, batch_emulator)
+    assert statuses(summary) == {"pending": 3}  # and the edit waits for its input
+    assert batch_emulator.api_calls() == []
+    [job] = summary.batch_jobs.values()
+    assert job.state == "JOB_STATE_RUNNING" and job.pending
+
+
+def test_steps_hold_their_input_images_only_while_their_line_is_written_or_answered(
+    tmp_path: Path, batch_emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A round of a thousand edits must not hold a thousand input images: each step lets go of
+    its request once measured, makes it again for its line of the job's file (then lets go
+    again), and for its answer."""
+    from conftest import PHOTOS
+
+    from gemflow.engine.batch import BatchExecutor
+
+    writing: list[int] = []  # steps holding their requests, as each line is written
+    waiting: list[int] = []  # input bytes the waiting steps hold, at each look at their job
+    requests, seen = BatchExecutor._requests, BatchExecutor._seen
+
+    def spy_requests(self: BatchExecutor, targets: Any) -> Any:
+        pendings = {p for items in targets.values() for p, _ in items}
+        for item in requests(self, targets):
+            writing.append(sum(bool(p.calls) for p in pendings))
+            yield item
+
+    def spy_seen(self: BatchExecutor, opened: Any, job: Any) -> None:
+        pendings = {p for items in opened.targets.values() for p, _ in items}
+        waiting.append(sum(len(d) for p in pendings for c in p.calls for d, _ in c.request.images))
+        seen(self, opened, job)
+
+    monkeypatch.setattr(BatchExecutor, "_requests", spy_requests)
+    monkeypatch.setattr(BatchExecutor, "_seen", spy_seen)
+    shutil.copy(PHOTOS / "me.jpg", tmp_path / "me.jpg")
+    edits = "".join(
+        f"e{i}: {{kind: edit, model: {MODEL}, images: [me.jpg], prompt: Variant {i}.}}\n"
+        for i in range(4)
+    )
+    summary = run(tmp_path, batch_emulator, many(0, edits))
+    assert statuses(summary) == {"run": 4}  # their requests made again for the answers
+    assert writing == [1, 1, 1, 1]
+    assert waiting and set(waiting) == {0}
     assert batch_emulator.api_calls() == []

@@ -118,6 +118,11 @@ class TieredStore:
         self._adopted: list[str] = []  # results another writer pushed first, taken instead of ours
         self._guard = threading.Lock()
 
+    @property
+    def directory(self) -> Any:
+        """The local store's folder, if it has one (batch jobs are recorded there)."""
+        return getattr(self.local, "directory", None)
+
     # -- the ResultStore protocol -----------------------------------------------------------------
 
     def meta(self, key: str) -> dict[str, Any] | None:

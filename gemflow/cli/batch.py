@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,22 +30,36 @@ def _ledger(workflow: Path, cache_dir: Path | None) -> Ledger:
 @batch.command()
 @click.argument("workflow", type=click.Path(path_type=Path, dir_okay=False))
 @cache_dir_option
-def status(workflow: Path, cache_dir: Path | None) -> None:
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print one JSON document: the jobs (name, display_name, model, requests, state, "
+    "steps, submitted) and how many are pending.",
+)
+def status(workflow: Path, cache_dir: Path | None, as_json: bool) -> None:
     """The batch jobs this cache is waiting for, as last seen (a run updates them)."""
     records = _ledger(workflow, cache_dir).records()
+    if as_json:
+        jobs = [record.report().to_json() for record in records]
+        document = {"workflow": str(workflow), "jobs": jobs, "pending": len(jobs)}
+        click.echo(json.dumps(document, indent=2, sort_keys=True))
+        return
     if not records:
         click.echo("no batch jobs pending")
         return
     for record in records:
         hours = (time.time() - record.created) / 3600
         state = record.state.removeprefix("JOB_STATE_").lower()
+        steps = record.report().steps
+        shown = ", ".join(steps[:5]) + (f" and {len(steps) - 5} more" if len(steps) > 5 else "")
         click.echo(
             f"{record.job or '(not created)'}  {record.model}  {len(record.keys)} requests  "
-            f"{state}  submitted {hours:.1f} h ago"
+            f"{state}  submitted {hours:.1f} h ago" + (f"  steps: {shown}" if steps else "")
         )
     click.echo(
-        f"{len(records)} job{'s' * (len(records) != 1)} pending: gemflow batch resume "
-        f"{workflow} collects the answers"
+        f"{len(records)} job{'s' * (len(records) != 1)} pending: gemflow run {workflow} collects "
+        f"the answers of those that have ended, gemflow batch resume {workflow} waits for them"
     )
 
 

@@ -18,7 +18,34 @@ from gemflow.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_STEP_FAILED, GemflowE
 from gemflow.interrupts import deferred
 
 
-@cli.command(epilog=EPILOG)
+class _RunCommand(click.Command):
+    """``--batch`` is a flag, so that ``--batch TARGET`` reads TARGET as a target, as it always
+    has; a mode is written with '=' (``--batch=auto``) and read here."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        read: list[str] = []
+        for index, arg in enumerate(args):
+            if arg == "--":
+                read += args[index:]
+                break
+            if not arg.startswith("--batch="):
+                read.append(arg)
+                continue
+            mode = arg.partition("=")[2]
+            if mode not in BATCH_MODES:
+                raise click.UsageError(
+                    f"{arg}: --batch batches every request, --batch=auto only groups of "
+                    "--batch-min requests or more",
+                    ctx,
+                )
+            read += ["--batch", "--batch-mode", mode]
+        return super().parse_args(ctx, read)
+
+
+BATCH_MODES = ("all", "auto")
+
+
+@cli.command(cls=_RunCommand, epilog=EPILOG)
 @click.argument("names", nargs=-1, metavar="[WORKFLOW]... [TARGET]...")
 @click.option(
     "-n", "--dry-run", is_flag=True, help="Say what would run, why, and what it would cost."
@@ -118,12 +145,42 @@ from gemflow.interrupts import deferred
     "--batch",
     is_flag=True,
     help="Send the API steps' requests through the Batch API: half the price, answers within "
-    "hours (a day at most). Interrupting leaves the jobs running: run again to collect them.",
+    "hours (a day at most). --batch=auto batches only a model's groups of --batch-min requests "
+    "or more, and sends smaller ones (tails, chains of edits) at once. Interrupting leaves the "
+    "jobs running: run again to collect them.",
 )
+@click.option("--batch-mode", type=click.Choice(BATCH_MODES), hidden=True)
 @click.option(
     "--detach",
     is_flag=True,
     help="With --batch: submit the jobs, record them and exit; a later run collects the answers.",
+)
+@click.option(
+    "--batch-min",
+    type=click.IntRange(1, 100_000),
+    metavar="N",
+    help="With --batch=auto (implied): a model's requests in a round go in a batch job when "
+    "there are N or more, else they are sent at once (default: defaults.batch_min, else 20).",
+)
+@click.option(
+    "--batch-max-requests",
+    type=click.IntRange(1, 1_000_000),
+    metavar="N",
+    help="At most N requests in one batch job (default: defaults.batch_max_requests, else 2000).",
+)
+@click.option(
+    "--batch-max-mb",
+    type=FiniteFloat(min=0.001, max=2000),
+    metavar="MB",
+    help="At most MB megabytes of requests (the JSONL file) in one batch job; the service takes "
+    "2,000 (default: defaults.batch_max_mb, else 500).",
+)
+@click.option(
+    "--batch-max-tokens",
+    type=click.IntRange(1),
+    metavar="N",
+    help="At most about N tokens (estimated, in and out) in one batch job (default: "
+    "defaults.batch_max_tokens, else 5,000,000).",
 )
 @click.option(
     "--batch-poll",
@@ -172,7 +229,12 @@ def run(
     rpm: float | None,
     keep_going: bool,
     batch: bool,
+    batch_mode: str | None,
     detach: bool,
+    batch_min: int | None,
+    batch_max_requests: int | None,
+    batch_max_mb: float | None,
+    batch_max_tokens: int | None,
     batch_poll: float,
     batch_deadline: float,
     report_to: str | None,
@@ -193,7 +255,19 @@ def run(
     reporters: list[Any] = [TerminalReporter(verbose=verbose, quiet=quiet)]
     if json_out is not None:
         reporters.append(json_out)
-    plain = not (force or force_all or reroll or batch or detach or report_to)
+    batched = batch or batch_mode is not None or detach or batch_min is not None
+    batch_settings = _batch_settings(
+        batch=batched,
+        mode="auto" if batch_min is not None else batch_mode or "all",
+        detach=detach,
+        poll_seconds=batch_poll,
+        deadline_seconds=batch_deadline * 3600,
+        min_group=batch_min,
+        max_requests=batch_max_requests,
+        max_bytes=None if batch_max_mb is None else int(batch_max_mb * 1e6),
+        max_tokens=batch_max_tokens,
+    )
+    plain = not (force or force_all or reroll or batched or report_to)
     stamp = _stamp_file(
         paths,
         targets,
@@ -220,7 +294,6 @@ def run(
                     json_out.write()
             sys.exit(EXIT_OK if summary.ok else EXIT_STEP_FAILED)
 
-    from gemflow.engine.batch import BatchSettings
     from gemflow.engine.runner import RunOptions
     from gemflow.engine.stamp import Recorder
     from gemflow.session import open_session
@@ -235,11 +308,7 @@ def run(
         jobs=jobs,
         dry_run=dry_run,
         fail_fast=not keep_going,
-        batch=BatchSettings(
-            poll_seconds=batch_poll, deadline_seconds=batch_deadline * 3600, detach=detach
-        )
-        if batch or detach
-        else None,
+        batch=batch_settings,
     )
     try:
         workflows = _load_all(paths, allow_outside, cache_dir)
@@ -349,6 +418,20 @@ def _write_stamp(stamp: Path, wf: Any, summary: Any, recorder: Any) -> None:
     write_stamp(
         stamp, plan=wf.source, recorder=recorder, summary=summary, warnings=warnings, files=files
     )
+
+
+def _batch_settings(*, batch: bool, **settings: Any) -> Any:
+    """The run's ``BatchSettings``, or None without ``--batch``; the job limits go with it."""
+    from gemflow.engine.batch import BatchSettings
+
+    if batch:
+        return BatchSettings(**settings)
+    limits = ("max_requests", "max_bytes", "max_tokens")
+    if any(settings[name] is not None for name in limits):
+        raise click.UsageError(
+            "--batch-max-requests, --batch-max-mb and --batch-max-tokens go with --batch"
+        )
+    return None
 
 
 def _workflows_and_targets(names: tuple[str, ...]) -> tuple[list[Path], tuple[str, ...]]:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 from gemflow.engine.reasons import Reason, describe
+from gemflow.providers.base import JOB_ENDED
 
 
 class Status(StrEnum):
@@ -53,12 +55,49 @@ class StepReport:
 
 
 @dataclass
+class BatchJobReport:
+    """A Batch API job of the run (``--batch``), or one a dry run found recorded and pending."""
+
+    display_name: str  # gemflow-<model>-<hash of its requests' keys>: unique, set before creation
+    model: str
+    requests: int
+    state: str  # JOB_STATE_... as last seen; "RECORDED": written down, not yet created or named
+    name: str | None = None  # batches/..., once created
+    steps: list[str] = field(default_factory=list)  # the step ids whose requests it holds
+    submitted: float | None = None  # seconds since the epoch
+
+    @property
+    def pending(self) -> bool:
+        return self.state not in JOB_ENDED
+
+    def to_json(self) -> dict:
+        submitted = None
+        if self.submitted is not None:
+            submitted = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.submitted))
+        return {
+            "name": self.name,
+            "display_name": self.display_name,
+            "model": self.model,
+            "requests": self.requests,
+            "state": self.state,
+            "pending": self.pending,
+            "steps": self.steps,
+            "submitted": submitted,
+        }
+
+
+@dataclass
 class RunSummary:
     workflow: str
     dry_run: bool
     service: str | None = None  # None: Google's API; "emulator" (nothing billed); or a base URL
     steps: list[StepReport] = field(default_factory=list)
     interrupted: bool = False
+    batch_jobs: dict[str, BatchJobReport] = field(default_factory=dict)  # by display name
+
+    @property
+    def pending_jobs(self) -> list[BatchJobReport]:
+        return [job for job in self.batch_jobs.values() if job.pending]
 
     @property
     def ok(self) -> bool:
@@ -95,11 +134,13 @@ class RunSummary:
             "ok": self.ok,
             "interrupted": self.interrupted,
             "steps": [s.to_json() for s in self.steps],
+            "batch_jobs": [job.to_json() for job in self.batch_jobs.values()],
             "totals": {
                 "api_calls": self.api_calls,
                 "tokens": self.tokens(),
                 "usd": round(self.usd, 6),
                 "steps": self.counts(),
+                "batch_jobs_pending": len(self.pending_jobs),
             },
         }
 
@@ -136,8 +177,16 @@ class Notice:
 
 
 @dataclass(frozen=True)
+class BatchJobUpdated:
+    """A batch job was submitted, resumed, adopted, changed state or ended (``--batch``); or a
+    dry run found it recorded, with steps of the run waiting on it."""
+
+    job: BatchJobReport
+
+
+@dataclass(frozen=True)
 class RunFinished:
     summary: RunSummary
 
 
-Event = RunStarted | StepStarted | StepFinished | Notice | RunFinished
+Event = RunStarted | StepStarted | StepFinished | Notice | BatchJobUpdated | RunFinished

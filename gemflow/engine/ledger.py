@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from gemflow.engine.events import BatchJobReport
 from gemflow.fileio import write_atomic
 
 PREFIX = "gemflow-"
@@ -29,6 +30,23 @@ class Record:
     job: str | None = None  # batches/..., once created
     state: str = "RECORDED"  # JOB_STATE_... once known
     created: float = field(default_factory=time.time)
+    steps: dict[str, str] = field(default_factory=dict)  # step key -> step id, of its requests
+
+    def step_keys(self) -> set[str]:
+        """The keys of the steps whose requests the job holds (a record written by an older
+        gemflow names only its requests' keys: a one-request step's is the step's own)."""
+        return set(self.steps) or set(self.keys)
+
+    def report(self) -> BatchJobReport:
+        return BatchJobReport(
+            display_name=self.display_name,
+            model=self.model,
+            requests=len(self.keys),
+            state=self.state,
+            name=self.job,
+            steps=sorted(set(self.steps.values())),
+            submitted=self.created,
+        )
 
 
 def display_name(model: str, keys: Iterable[str]) -> str:
@@ -73,3 +91,12 @@ class Ledger:
             return list(self._memory.values())
         found = (self.get(p.stem) for p in sorted(self.folder.glob(f"{PREFIX}*.json")))
         return [r for r in found if r is not None]
+
+    def holding(self) -> dict[str, Record]:
+        """Each request key an open job holds, with its record (read afresh: another run may
+        have recorded jobs meanwhile)."""
+        return {key: record for record in self.records() for key in record.keys}
+
+    def holding_steps(self) -> dict[str, Record]:
+        """Each step key whose requests an open job holds, with its record."""
+        return {key: record for record in self.records() for key in record.step_keys()}

@@ -29,7 +29,7 @@ _WORDS = {
     "made-meanwhile": "made meanwhile by another gemflow run",
     "rerolled": "re-rolled: take {take}",
     "refused-as-expected": "refused as expected ({refusal})",
-    "in-batch": "submitted to a batch job; a later run collects it",
+    "in-batch": "in batch job {job}; a run collects it once the job has ended",
     "input-in-batch": "input step {step} is in a batch job",
     "disk-full": "not started: the disk is full",
     "output-taken": "its output file is not this step's to replace",

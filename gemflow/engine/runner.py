@@ -24,6 +24,8 @@ from gemflow.cache.tiered import lock_keys
 from gemflow.engine.batch import BATCH_PRICE, BatchSettings, Detached
 from gemflow.engine.decide import Decision, decide, recorded_params
 from gemflow.engine.events import (
+    BatchJobReport,
+    BatchJobUpdated,
     Event,
     Notice,
     RunFinished,
@@ -37,6 +39,7 @@ from gemflow.engine.events import (
 from gemflow.engine.executor import ThreadExecutor
 from gemflow.engine.graph import build_graph, ordered, select
 from gemflow.engine.keys import digest, key_material, step_key
+from gemflow.engine.ledger import Ledger, Record
 from gemflow.engine.outputs import OutputGuard, Verdict, load_lock
 from gemflow.engine.reasons import Reason, describe, reason
 from gemflow.engine.refusals import Refusal, expects_refusal, recall, remember
@@ -56,7 +59,7 @@ from gemflow.errors import (
 )
 from gemflow.fileio import DigestMemo, write_atomic
 from gemflow.interrupts import deferred
-from gemflow.kinds.base import Estimate, InputImage, RunContext, StepOutput
+from gemflow.kinds.base import InputImage, RunContext, StepOutput
 from gemflow.providers.base import SendSettings
 from gemflow.providers.connection import Connection
 from gemflow.workflow import Step, Workflow
@@ -131,6 +134,9 @@ class Runner:
         self._takes_of: dict[str, tuple[str, int, list[dict[str, Any]]]] = {}
         self._failed: set[str] = set()
         self._pending: set[str] = set()  # in a batch job a later run collects (--detach)
+        folder = getattr(store, "directory", None)
+        self.ledger = Ledger(folder / "batches" if folder is not None else None)  # batch jobs
+        self._held: dict[str, Record] | None = None  # a dry run's: step key -> its open job
         self._interrupted = threading.Event()  # set on Ctrl-C: steps waiting for a lock give up
         self._abandoned = threading.Event()  # set on a second Ctrl-C: nothing is retried
         self._disk_full = threading.Event()  # no space for results: send nothing more
@@ -234,21 +240,31 @@ class Runner:
             executor.shutdown(abandon=self.abandoned)
 
     def _executor(self) -> Any:
-        """Threads; with ``--batch``, batch jobs for the API steps."""
-        if self.options.batch is None:
-            return ThreadExecutor[_Job, StepOutput](self.options.jobs)
+        """Threads; with ``--batch``, batch jobs for the API steps. Without it, while jobs that
+        an earlier run submitted are open, their steps are collected from them (those still
+        running stay pending), and the rest run on threads as usual: nothing is paid twice."""
+        settings = self.options.batch
+        if settings is None:
+            if not self.ledger.records():
+                return ThreadExecutor[_Job, StepOutput](self.options.jobs)
+            settings = BatchSettings(mode="collect", detach=True)
         from gemflow.engine.batch import BatchExecutor
-        from gemflow.engine.ledger import Ledger
 
-        folder = getattr(self.store, "directory", None)
         return BatchExecutor(
             self,
             self.connection,
-            Ledger(folder / "batches" if folder is not None else None),
-            self.options.batch,
+            self.ledger,
+            settings,
+            limits=settings.limits(self.workflow.settings),
             jobs=self.options.jobs,
             notify=lambda message: self.emit(Notice(message, level="info")),
+            tell=self._told,
         )
+
+    def _told(self, job: BatchJobReport) -> None:
+        """A batch job's news: kept in the summary (``--json``), and passed on."""
+        self.summary.batch_jobs[job.display_name] = job
+        self.emit(BatchJobUpdated(job))
 
     def _drain(self, executor: Any) -> None:
         """Interrupted: start nothing new, but keep what is already being paid for.
@@ -292,7 +308,8 @@ class Runner:
         waiting = [r.step for r in step.refs if r.step in self._pending]
         if waiting:
             self._pending.add(step.id)
-            self._report(step, Status.PENDING, reason("input-in-batch", step=waiting[0]))
+            cost = self._estimate(step) if self.options.dry_run else {}
+            self._report(step, Status.PENDING, reason("input-in-batch", step=waiting[0]), **cost)
             return None
         failed = [r.step for r in step.refs if r.step in self._failed]
         if failed:
@@ -331,7 +348,11 @@ class Runner:
                 self._refused(step, key, material, inputs, refusal, reason("refused-before"))
                 return None
         if self.options.dry_run:
-            self._planned(step, decision.reason, key, decision)
+            record = self._held_by(key) if decision.status is Status.RUN else None
+            if record is not None and step.uses_api:
+                self._in_job(step, key, record)
+            else:
+                self._planned(step, decision.reason, key, decision)
             return None
         if decision.status is Status.RUN:
             self._refuse_if_read_only(step, decision.reason)  # before moving any file aside
@@ -466,11 +487,33 @@ class Runner:
     ) -> None:
         """A dry run's verdict on ``step``: the status it would get, and the cost if it runs."""
         status = decision.status if decision else Status.RUN
-        estimate = step.kind.estimate(step) if status is Status.RUN else Estimate()
-        price = BATCH_PRICE if self.options.batch is not None and step.uses_api else 1.0
         self._done[step.id] = _Done(key, decision.digest if decision else None)
-        usd = estimate.usd * price
-        self._report(step, status, why, api_calls=estimate.api_calls, usd=usd, key=key)
+        cost = self._estimate(step) if status is Status.RUN else {}
+        self._report(step, status, why, key=key, **cost)
+
+    def _estimate(self, step: Step, *, batched: bool = False) -> dict[str, Any]:
+        """What ``step`` would cost a run: API calls and USD (at the batch price with --batch,
+        or when ``batched``: its requests are in a job already, which bills them when it ends)."""
+        estimate = step.kind.estimate(step)
+        half = (batched or self.options.batch is not None) and step.uses_api
+        usd = estimate.usd * (BATCH_PRICE if half else 1.0)
+        return {"api_calls": 0 if batched else estimate.api_calls, "usd": usd}
+
+    def _held_by(self, key: str) -> Record | None:
+        """The open batch job (recorded in the ledger) that holds the requests of the step
+        whose key is ``key``."""
+        if self._held is None:
+            self._held = self.ledger.holding_steps()
+        return self._held.get(key)
+
+    def _in_job(self, step: Step, key: str, record: Record) -> None:
+        """A dry run's step whose requests an open job holds: pending, as its dependents."""
+        self._pending.add(step.id)
+        self._done[step.id] = _Done(key, None)
+        why = reason("in-batch", job=record.job or record.display_name)
+        self._report(step, Status.PENDING, why, key=key, **self._estimate(step, batched=True))
+        if record.display_name not in self.summary.batch_jobs:
+            self._told(record.report())
 
     def _adopt(self, step: Step, key: str) -> None:
         entry = self.lock.entries[step.id]
@@ -597,13 +640,7 @@ class Runner:
             raise  # no key, say: every API step would fail the same way, so stop the run
         except Detached as detached:
             self._pending.add(step.id)
-            self._report(
-                step,
-                Status.PENDING,
-                reason("in-batch"),
-                error=None,
-                result={"batch": str(detached)},
-            )
+            self._report(step, Status.PENDING, reason("in-batch", job=detached.job))
             return
         except (GemflowError, OSError) as exc:
             if job.refusal is not None:

@@ -16,6 +16,11 @@ from typing import Any, Protocol
 # allows for slow answers while a dead connection still fails, and is retried, within minutes.
 DEFAULT_TIMEOUT = 180.0
 
+# The states that end a Batch API job; it is pending in any other.
+JOB_ENDED = frozenset(
+    {"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"}
+)
+
 
 @dataclass(frozen=True)
 class ApiRequest:

@@ -12,8 +12,9 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import math
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,10 +22,9 @@ from typing import Any
 from google.genai import types
 
 from gemflow.errors import ApiError
-from gemflow.providers.base import ApiRequest, ApiResponse
+from gemflow.providers.base import JOB_ENDED, ApiRequest, ApiResponse
 from gemflow.providers.gemini import GeminiProvider, parse_response
 
-ENDED = {"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"}
 RETRYABLE_CODES = {4, 8, 13, 14}  # google.rpc codes: deadline, exhausted, internal, unavailable
 
 
@@ -38,7 +38,7 @@ class Job:
 
     @property
     def ended(self) -> bool:
-        return self.state in ENDED
+        return self.state in JOB_ENDED
 
 
 @dataclass(frozen=True)
@@ -53,12 +53,17 @@ class ItemError:
         return self.code in RETRYABLE_CODES
 
 
-def request_json(request: ApiRequest) -> dict[str, Any]:
+def _base64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def request_json(
+    request: ApiRequest, *, encode: Callable[[bytes], str] = _base64
+) -> dict[str, Any]:
     """``request`` in the REST shape of generateContent, as a batch line carries it."""
     parts: list[dict[str, Any]] = [{"text": request.prompt}]
     parts += [
-        {"inlineData": {"mimeType": mime, "data": base64.b64encode(data).decode("ascii")}}
-        for data, mime in request.images
+        {"inlineData": {"mimeType": mime, "data": encode(data)}} for data, mime in request.images
     ]
     config: dict[str, Any] = {"responseModalities": list(request.modalities)}
     image = {"aspectRatio": request.aspect_ratio, "imageSize": request.image_size}
@@ -77,6 +82,18 @@ def request_json(request: ApiRequest) -> dict[str, Any]:
     return body
 
 
+def line(key: str, request: ApiRequest) -> str:
+    """One line of a job's JSONL input file."""
+    return json.dumps({"key": key, "request": request_json(request)}) + "\n"
+
+
+def line_size(key: str, request: ApiRequest) -> int:
+    """The bytes ``line(key, request)`` takes, found without encoding its images: the line is
+    ASCII (JSON escapes the rest), and base64 has no character that JSON escapes."""
+    bare = json.dumps({"key": key, "request": request_json(request, encode=lambda data: "")})
+    return len(bare) + 1 + sum(4 * math.ceil(len(data) / 3) for data, _ in request.images)
+
+
 class GeminiBatches:
     """Batch jobs on the client of ``provider`` (one client, one key, one service)."""
 
@@ -90,7 +107,7 @@ class GeminiBatches:
             path = Path(folder) / f"{display_name}.jsonl"
             with path.open("w", encoding="utf-8") as lines:
                 for key, request in items:
-                    lines.write(json.dumps({"key": key, "request": request_json(request)}) + "\n")
+                    lines.write(line(key, request))
             with self._translated():
                 uploaded = self._client.files.upload(
                     file=path,
@@ -104,6 +121,11 @@ class GeminiBatches:
                     config=types.CreateBatchJobConfig(display_name=display_name),
                 )
         return self._job(job)
+
+    @staticmethod
+    def line_size(key: str, request: ApiRequest) -> int:
+        """How many bytes of a job's input file ``request`` takes."""
+        return line_size(key, request)
 
     def get(self, name: str) -> Job:
         with self._translated():

@@ -205,9 +205,17 @@ class TerminalReporter:
                 parts.append(f"nothing billed (Google's API: ~${summary.usd:.3f})")
             elif summary.usd:
                 parts.append(f"~${summary.usd:.3f}")
+        if jobs := len(summary.pending_jobs):
+            parts.append(self.out.style(f"{jobs} batch job{'s' * (jobs != 1)} pending", "magenta"))
         if summary.interrupted:
             parts.append(self.out.style("interrupted", "red"))
         self.out.print(" · ".join(parts))
+        if jobs and not self.dry_run:
+            name = self.out.escape(_shown(Path(summary.workflow)))
+            self.out.print(
+                f"run again to collect the answers of jobs that have ended (gemflow batch "
+                f"resume {name} waits for them)"
+            )
         if not self.dry_run and (where := _outputs(summary)):
             self.out.print(where)
         for report in summary.steps:
@@ -226,12 +234,17 @@ def _outputs(summary: RunSummary) -> str | None:
     folder = Path(os.path.commonpath([str(root / output) for output in made]))
     if (root / made[0]) == folder:  # one output: its folder
         folder = folder.parent
-    try:
-        shown = folder.relative_to(Path.cwd())
-    except ValueError:
-        shown = folder
-    text = "." if str(shown) == "." else f"{shown.as_posix()}/"
+    shown = _shown(folder)
+    text = "." if shown == "." else f"{shown}/"
     return f"{len(made)} output{'s' * (len(made) != 1)} in {text}"
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the current folder when it is inside it."""
+    try:
+        return path.relative_to(Path.cwd()).as_posix()
+    except ValueError:
+        return path.as_posix()
 
 
 def _styled_terminal() -> bool:

@@ -56,6 +56,38 @@ _R = TypeVar("_R")
 RUN_SETTINGS = {
     "remote": Field("str", in_key=False, on_step=False, doc="the team cache: s3://… or gs://…"),
     "push": Field("bool", in_key=False, on_step=False, doc="write new results to the remote"),
+    # --batch (gemflow.engine.batch.Limits); the command line's --batch-* options override them
+    "batch_min": Field(
+        "int",
+        minimum=1,
+        maximum=100_000,
+        in_key=False,
+        on_step=False,
+        doc="--batch=auto: a model's requests in a round are batched when there are this many (20)",
+    ),
+    "batch_max_requests": Field(
+        "int",
+        minimum=1,
+        maximum=1_000_000,
+        in_key=False,
+        on_step=False,
+        doc="requests in one batch job at most (2000)",
+    ),
+    "batch_max_mb": Field(
+        "number",
+        minimum=0.001,
+        maximum=2000,
+        in_key=False,
+        on_step=False,
+        doc="megabytes of requests (its JSONL file) in one batch job at most (500)",
+    ),
+    "batch_max_tokens": Field(
+        "int",
+        minimum=1,
+        in_key=False,
+        on_step=False,
+        doc="estimated tokens, in and out, in one batch job at most (5,000,000)",
+    ),
 }
 
 

@@ -20,7 +20,7 @@ from urllib.parse import quote
 from gemflow.cache.lockfile import LockEntry, LockFile
 from gemflow.cache.store import ResultStore
 from gemflow.captions import SEPARATOR, captions
-from gemflow.engine.events import RunSummary, Status, StepReport
+from gemflow.engine.events import BatchJobReport, RunSummary, Status, StepReport
 from gemflow.engine.outputs import is_emulated
 from gemflow.engine.reasons import describe
 from gemflow.engine.refusals import PREFIX as REFUSAL
@@ -138,6 +138,7 @@ class Page:
     totals: Totals
     since: Since | None
     anchors: dict[str, str]  # step (instance) name -> its card's anchor; matrix step -> its grid
+    jobs: list[BatchJobReport] = field(default_factory=list)  # the run's, or pending (a dry run)
 
 
 def collect(
@@ -182,6 +183,7 @@ def collect(
         totals=_totals(summary, list(views.values())),
         since=since,
         anchors=anchors,
+        jobs=list(summary.batch_jobs.values()),
     )
 
 

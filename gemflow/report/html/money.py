@@ -48,6 +48,8 @@ def cost(
         return None
     if report.status is Status.RUN and dry_run:
         return Cost(report.usd, TO_RUN, estimated=True)
+    if report.status is Status.PENDING and report.usd:  # in a batch job, which bills it
+        return Cost(report.usd, TO_RUN, estimated=True)
     if report.status in (Status.RUN, Status.FAILED) and report.api_calls:
         return Cost(report.usd, SPENT)
     if report.status in (Status.CACHED, Status.RESTORE) and entry is not None:

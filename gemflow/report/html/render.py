@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import time
 from collections import Counter
 from collections.abc import Iterable
 from functools import cache
@@ -79,6 +80,8 @@ class _Body:
         parts = [self.header(), '<div class="wrap">']
         if page.nodes:
             parts.append(self.lineage())
+        if page.jobs:
+            parts.append(self.jobs())
         if page.since is not None:
             parts.append(self.since(page.since))
         parts.append('<main id="steps" class="part"><h2>Steps</h2>')
@@ -107,6 +110,10 @@ class _Body:
                 )
         calls = "API calls this run" if not page.dry_run else "API calls a run would make"
         figures.append(_figure(f"{totals.api_calls:,}", calls))
+        if pending := sum(job.pending for job in page.jobs):
+            figures.append(
+                _figure(str(pending), f"batch job{'s' * (pending != 1)} pending", "pending")
+            )
         money = [
             (totals.made_for, MADE_FOR, "the results shown cost"),
             (totals.spent, SPENT, "spent by this run"),
@@ -123,6 +130,8 @@ class _Body:
         if page.store_note:
             notes.append(page.store_note)
         toc = ['<a href="#lineage">Lineage</a>'] if page.nodes else []
+        if page.jobs:
+            toc.append('<a href="#batch">Batch jobs</a>')
         if page.since is not None:
             toc.append(f'<a href="#changes">Changes since {escape(page.since.revision)}</a>')
         toc.append('<a href="#steps">Steps</a>')
@@ -154,6 +163,39 @@ class _Body:
             '<section id="lineage" class="part"><h2>Lineage</h2>'
             f'<div class="lineage-box">{svg(self.page.nodes, self.page.edges)}</div>'
             f'<div class="legend">{legend}</div></section>'
+        )
+
+    def jobs(self) -> str:
+        """The run's Batch API jobs (a dry run: those still pending), with the steps in each."""
+        rows = []
+        for job in self.page.jobs:
+            steps = ", ".join(
+                f'<a href="#{escape(self.page.anchors.get(step, ""))}">{escape(step)}</a>'
+                for step in job.steps
+            )
+            submitted = ""
+            if job.submitted is not None:
+                submitted = time.strftime("%Y-%m-%d %H:%M", time.localtime(job.submitted))
+            state = job.state.removeprefix("JOB_STATE_").lower()
+            rows.append(
+                f'<tr class="{"pending" if job.pending else "ended"}">'
+                f'<td class="mono">{escape(job.name or "(not created yet)")}</td>'
+                f"<td>{escape(state)}</td><td>{escape(job.model)}</td>"
+                f"<td>{job.requests:,}</td><td>{escape(submitted)}</td><td>{steps}</td></tr>"
+            )
+        head = "<tr><th>job</th><th>state</th><th>model</th><th>requests</th>"
+        head += "<th>submitted</th><th>steps waiting on it</th></tr>"
+        note = (
+            "<p>Recorded in the cache's <code>batches/</code> folder, as last seen. A run "
+            "collects the answers of a job that has ended; <code>gemflow batch resume</code> "
+            "waits for it.</p>"
+            if any(job.pending for job in self.page.jobs)
+            else ""
+        )
+        return (
+            '<section id="batch" class="part"><h2>Batch jobs</h2>'
+            f'{note}<table class="jobs"><thead>{head}</thead><tbody>{"".join(rows)}</tbody>'
+            "</table></section>"
         )
 
     def since(self, since: Since) -> str:
