@@ -34,6 +34,7 @@ from gemflow.errors import CacheError, DiskFull, Interrupted, ReadOnlyCache, is_
 DEFAULT_DIRNAME = "cache"
 _MEMO_KEY = "memo:file-digests"
 LOCK_POLL = 0.05  # seconds between tries for a key another process holds
+CHANGES = "changes"  # rewritten whenever a result is removed or replaced
 PREFETCH_CHUNK = 500  # keys per query: SQLite allows 999 parameters in older builds
 CANNOT_WRITE = {errno.EROFS, errno.EACCES, errno.EPERM}
 
@@ -196,10 +197,13 @@ class Store:
         self._metas.pop(key, None)
         try:
             with self._writing, self._cache.transact():
+                before = self._cache.get(f"meta:{key}")
                 self._cache.set(f"blob:{key}", data)
                 for name, blob in attachments.items():
                     self._cache.set(f"blob:{key}:{name}", blob)
                 self._cache.set(f"meta:{key}", json.dumps(meta, sort_keys=True))
+            if before is not None and f'"digest": "{meta["digest"]}"' not in before:
+                self._changed()  # another result for this key (--force, gemflow pick)
         except (OSError, sqlite3.Error) as exc:
             # Full, over quota, read-only or failing: every answer sent now would be lost.
             why = "the disk is full" if is_no_space(exc) else str(exc)
@@ -221,6 +225,15 @@ class Store:
             self._cache.delete(f"blob:{key}")
             for name in meta.get("attachments") or {}:
                 self._cache.delete(f"blob:{key}:{name}")
+        self._changed()
+
+    def _changed(self) -> None:
+        """A result was removed or replaced: rewrite the ``changes`` file, which a run's stamp
+        watches (``gemflow.engine.stamp``; adding results changes no earlier run's decisions, so
+        the database file itself, rewritten by every open, is not watched)."""
+        from gemflow.fileio import write_atomic
+
+        write_atomic(self.directory / CHANGES, os.urandom(8).hex().encode())
 
     @contextlib.contextmanager
     def lock(self, key: str, *, cancelled: Callable[[], bool] = lambda: False) -> Iterator[None]:

@@ -406,8 +406,12 @@ def _write_stamp(stamp: Path, wf: Any, summary: Any, recorder: Any) -> None:
     if wf.source is None or wf.settings.get("remote") not in (None, "none"):
         return
     lock = lock_path(wf, summary.service)
-    entries = LockFile.load(lock).entries
-    files = [lock, *store_files(stamp.parent.parent)]
+    try:
+        entries = LockFile.load(lock).entries
+        changes, database = store_files(stamp.parent.parent)
+    except (GemflowError, OSError):  # a read-only cache, say: no stamp, that is all
+        return
+    files = [lock, changes]
     for report in summary.steps:
         step = wf.steps[report.id]
         files.append(step.output)
@@ -416,7 +420,13 @@ def _write_stamp(stamp: Path, wf: Any, summary: Any, recorder: Any) -> None:
         files.extend(ref.path for ref in step.refs if ref.path is not None)
     warnings = [str(warning) for warning in wf.warnings]
     write_stamp(
-        stamp, plan=wf.source, recorder=recorder, summary=summary, warnings=warnings, files=files
+        stamp,
+        plan=wf.source,
+        recorder=recorder,
+        summary=summary,
+        warnings=warnings,
+        files=files,
+        identities=[database],
     )
 
 

@@ -13,8 +13,10 @@ holds what that run reported and, to prove it still holds:
 - the plan's key and the disk's answers to the loader (``gemflow.workflow.plan``): the workflow
   file's bytes, gemflow's own files, the included prompt files, folders and links;
 - the (size, mtime, inode, ctime) of every file the run's decisions read: each output and
-  attachment, each input file, the lock file, and the store's database (any write to the store,
-  by any run, makes the stamp stale: a result removed must not be reported as stored).
+  attachment, each input file, the lock file; and of the store's ``changes`` file, rewritten
+  whenever a result is removed or replaced (a result removed must not be reported as stored),
+  with its database's inode (a store made anew). Adding results changes no decision of a run
+  that found all of its own.
 
 Any difference, and the run is done as usual (which may write a new stamp). A stamp is JSON, so a
 planted one can at worst report a false "up to date", as a hand-edited lock file could; it can
@@ -45,7 +47,6 @@ from gemflow.engine.reasons import Reason
 from gemflow.workflow.disk import read_regular_file, signature, still_true
 
 STAMP_FORMAT = 1
-STORE_FILES = ("cache.db", "cache.db-wal")  # diskcache's database, and its write-ahead log
 MAX_STAMP_BYTES = 1 << 30
 
 
@@ -93,6 +94,7 @@ def write_stamp(
     summary: RunSummary,
     warnings: Sequence[str],
     files: Iterable[Path],
+    identities: Iterable[Path] = (),
 ) -> bool:
     """Stamp a run that had nothing to do; returns whether it did (a run that did anything, or
     said anything but the workflow's warnings, is not stamped)."""
@@ -100,20 +102,24 @@ def write_stamp(
     if (
         started is None
         or not summary.ok
-        or any(report.status is not Status.CACHED for report in summary.steps)
+        or any(report.reason.code != "up-to-date" for report in summary.steps)
         or recorder.notices != list(warnings)
     ):
         return False
     seen: dict[str, list[int]] = {}
-    for file in files:
-        try:
+    same: dict[str, list[int]] = {}
+    try:
+        for file in files:
             seen[str(file)] = list(signature(os.stat(file)))
-        except OSError:
-            return False  # an output that is not there: nothing to stamp
+        for file in identities:
+            same[str(file)] = list(_identity(os.stat(file)))
+    except OSError:
+        return False  # an output that is not there: nothing to stamp
     stamp = {
         "format": STAMP_FORMAT,
         "plan": {"key": plan[0], "seen": plan[1]},
         "files": seen,
+        "identities": same,
         "started": {
             "workflow": started.workflow,
             "steps": list(started.steps),
@@ -147,6 +153,9 @@ def replay(
         for file, recorded in stamp["files"].items():
             if list(signature(os.stat(file))) != recorded:
                 return None
+        for file, recorded in stamp["identities"].items():
+            if list(_identity(os.stat(file))) != recorded:
+                return None
         if not still_true(stamp["plan"]["seen"]):
             return None
         started = stamp["started"]
@@ -164,11 +173,22 @@ def replay(
     return summary
 
 
-def store_files(folder: Path | None) -> list[Path]:
-    """The store's database files that exist (any write to the store changes one of them)."""
-    if folder is None:
-        return []
-    return [folder / name for name in STORE_FILES if (folder / name).exists()]
+def store_files(folder: Path) -> tuple[Path, Path]:
+    """The files that change when the store at ``folder`` loses or replaces a result: its
+    ``changes`` file (``gemflow.cache.local``; written here the first time a stamp needs it) and
+    its database (watched by inode only: every open of the store rewrites it)."""
+    from gemflow.cache.local import CHANGES
+
+    changes = folder / CHANGES
+    if not changes.exists():
+        from gemflow.fileio import write_atomic
+
+        write_atomic(changes, os.urandom(8).hex().encode())
+    return changes, folder / "cache.db"
+
+
+def _identity(info: os.stat_result) -> tuple[int, int]:
+    return info.st_dev, info.st_ino
 
 
 def _report_json(report: StepReport) -> dict[str, Any]:
