@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import itertools
 import json
 import math
@@ -664,15 +665,16 @@ def bench_size(
     work = build_workload(
         label, root / f"steps-{size}", steps, instances=size, gemflow=gemflow, emulator=emulator
     )
-    commands = [work.noop, work.dry]
+    unstamped = dataclasses.replace(work.noop, env={**work.noop.env, "GEMFLOW_NO_STAMP": "1"})
+    commands = [work.noop, work.dry, unstamped]
     doit_note = ""
     if isinstance(doit, Doit):
         doit_build, doit_noop = build_doit(doit, steps, root / f"doit-{size}", label)
         commands.append(doit_noop)
         doit_note = f"built in {_seconds(doit_build.seconds)}; 0 tasks run"
-    what = "no-op rerun, dry run" + (", doit's no-op" if len(commands) > 2 else "")
+    what = "no-op rerun, dry run, unstamped no-op" + (", doit's no-op" if len(commands) > 3 else "")
     print(f"[{label}] timing {what} in turn (1 + {NOOP_RUNS} rounds) …", flush=True)
-    noop, dry, *peer = time_alternating(commands, runs=NOOP_RUNS)
+    noop, dry, full, *peer = time_alternating(commands, runs=NOOP_RUNS)
     noops["gemflow", size] = noop
     noop_limit = NOOP_TARGETS.get(size)
     noop_figure = _timed(f"no-op rerun, {label}", noop, limit=noop_limit, note="0 API calls")
@@ -688,6 +690,11 @@ def bench_size(
         doit_figure,
         ratio_figure(f"no-op rerun, {label}: gemflow / doit", noop_figure, doit_figure, peer_limit),
         _timed(f"dry run, {label}", dry, limit=DRY_RUN_TARGETS.get(size), note="0 API calls"),
+        _timed(
+            f"no-op rerun, {label}, decided step by step",
+            full,
+            note="GEMFLOW_NO_STAMP=1: what a run with no stamp to replay does; no target",
+        ),
     ]
     if size in RSS_TARGETS:
         figures.append(rss_figure(label, noop, dry, work.build, RSS_TARGETS[size]))

@@ -30,6 +30,7 @@ ENV_TO_SCRUB = (
     "GEMFLOW_REMOTE",
     "GEMFLOW_REMOTE_PUSH",
     "GEMFLOW_REMOTE_TIMEOUT",
+    "GEMFLOW_NO_STAMP",
 )
 PHOTOS = Path(__file__).parent.parent / "workflows" / "photos"
 

@@ -139,3 +139,39 @@ def test_a_folder_where_the_output_goes_fails_the_step_before_anything_is_paid(
     [step] = project.run_json(expect=1)["steps"]
     assert step["error"].startswith("out/a.png is a folder, not a file")
     assert project.calls() == []
+
+
+def test_an_output_that_cannot_be_read_fails_its_step_in_one_line(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Permission denied on an existing output (root reads anything: the refusal is made at the
+    point where gemflow opens the file)."""
+    import gemflow.fileio
+
+    project.write(
+        """\
+        version: 1
+        defaults: {model: gemini-3.1-flash-image}
+        steps:
+          a: {kind: generate, prompt: A lighthouse.}
+          b: {kind: generate, prompt: A teapot.}
+        """
+    )
+    project.run()
+    (project.root / "out" / "a.png").write_bytes(b"changed by hand, then locked away")
+    hash_file = gemflow.fileio.hash_file
+
+    def denied(path: Path) -> str:
+        if Path(path).name == "a.png":
+            raise PermissionError(13, "Permission denied", str(path))
+        return hash_file(path)
+
+    monkeypatch.setattr(gemflow.fileio, "hash_file", denied)
+    doc = project.run_json(expect=1)
+    steps = {step["id"]: step for step in doc["steps"]}
+    assert steps["a"]["status"] == "failed" and steps["b"]["status"] == "cached"
+    assert (
+        steps["a"]["error"]
+        == "cannot read out/a.png (Permission denied: " + str(project.root / "out" / "a.png") + ")"
+    )
+    assert len(project.calls()) == 2

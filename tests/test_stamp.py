@@ -214,3 +214,13 @@ def test_a_run_with_a_failure_or_a_notice_is_not_stamped(project: Project) -> No
     project.run(expect=1)
     project.run(expect=1)
     assert not list((project.root / "cache" / "plans").glob("*.stamp"))
+
+
+def test_gemflow_no_stamp_decides_every_step(
+    built: tuple[Project, Loads], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project, loads = built
+    monkeypatch.setenv("GEMFLOW_NO_STAMP", "1")
+    project.run()
+    project.run()
+    assert loads.count == 2

@@ -362,7 +362,7 @@ def _stamp_file(
 ) -> Path | None:
     """Where a plain run of one workflow keeps its stamp (``gemflow.engine.stamp``); None for
     other runs, and for a store that is not a folder."""
-    if not plain or len(paths) != 1:
+    if not plain or len(paths) != 1 or os.environ.get("GEMFLOW_NO_STAMP"):
         return None
     from gemflow.engine.stamp import Context, stamp_path
     from gemflow.workflow.plan import plans_folder

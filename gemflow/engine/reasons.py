@@ -25,6 +25,7 @@ _WORDS = {
     "input-failed": "input step {step} failed",
     "input-will-run": "input step {step} will run",
     "input-unreadable": "input file unreadable",
+    "output-unreadable": "output file unreadable",
     "fail-fast": "not started: {step} failed and --fail-fast is set",
     "made-meanwhile": "made meanwhile by another gemflow run",
     "rerolled": "re-rolled: take {take}",

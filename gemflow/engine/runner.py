@@ -336,9 +336,21 @@ class Runner:
             self._failed.add(step.id)
             self._report(step, Status.FAILED, reason("output-taken"), error=problem)
             return None
-        decision = decide(
-            step, key, material, store=self.store, memo=self.memo, forced=forced, lock_entry=entry
-        )
+        try:
+            decision = decide(
+                step,
+                key,
+                material,
+                store=self.store,
+                memo=self.memo,
+                forced=forced,
+                lock_entry=entry,
+            )
+        except OSError as exc:  # the output (or an attachment) is there but cannot be read
+            self._failed.add(step.id)
+            error = f"cannot read {step.output_rel} ({_os_error(exc)})"
+            self._report(step, Status.FAILED, reason("output-unreadable"), error=error)
+            return None
         if reroll and entry is not None and reroll > entry.reroll and decision.status is Status.RUN:
             decision = Decision(Status.RUN, reason("rerolled", take=len(takes) + 1))
         self._takes_of[step.id] = (base, reroll, takes)
