@@ -432,9 +432,9 @@ def _write_stamp(stamp: Path, wf: Any, summary: Any, recorder: Any) -> None:
 
 def _batch_settings(*, batch: bool, **settings: Any) -> Any:
     """The run's ``BatchSettings``, or None without ``--batch``; the job limits go with it."""
-    from gemflow.engine.batch import BatchSettings
-
     if batch:
+        from gemflow.engine.batch import BatchSettings
+
         return BatchSettings(**settings)
     limits = ("max_requests", "max_bytes", "max_tokens")
     if any(settings[name] is not None for name in limits):

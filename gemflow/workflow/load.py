@@ -337,11 +337,11 @@ class _Loader:
         return defaults
 
     def check_remote(self, url: str | None, raw: Any) -> None:
-        from gemflow.cache.remote import parse_location
-        from gemflow.errors import ConfigError
-
         if url is None or url.strip().lower() == "none":
             return
+        from gemflow.cache.remote import parse_location  # asyncio and more: only for a remote
+        from gemflow.errors import ConfigError
+
         try:
             parse_location(url)
         except ConfigError as exc:
