@@ -295,7 +295,7 @@ def run(
             sys.exit(EXIT_OK if summary.ok else EXIT_STEP_FAILED)
 
     from gemflow.engine.runner import RunOptions
-    from gemflow.engine.stamp import Recorder
+    from gemflow.engine.stamp import Recorder, write_stamp
     from gemflow.session import open_session
 
     recorder = Recorder()
@@ -331,7 +331,7 @@ def run(
                 if report_to is not None:
                     after_run(wf, session.store, summary, report_to)
             if stamp is not None:  # the store is closed: its files are as the next run finds them
-                _write_stamp(stamp, wf, summary, recorder)
+                write_stamp(stamp, wf, summary, recorder)
     except (GemflowError, KeyboardInterrupt) as exc:
         if json_out is not None:
             code = exc.exit_code if isinstance(exc, GemflowError) else EXIT_INTERRUPTED
@@ -388,46 +388,12 @@ def _replay(
 ) -> Any:
     """The stamped run's summary, reported again, if the stamp still holds; else None."""
     from gemflow.engine.stamp import replay
-    from gemflow.workflow.plan import current_key
 
     def emit(event: Any) -> None:
         for reporter in reporters:
             reporter(event)
 
-    return replay(stamp, lambda: current_key(path, allow_outside), dry_run=dry_run, emit=emit)
-
-
-def _write_stamp(stamp: Path, wf: Any, summary: Any, recorder: Any) -> None:
-    """Stamp a run of ``wf`` that had nothing to do: what its decisions read, to check next time."""
-    from gemflow.cache.lockfile import LockFile
-    from gemflow.engine.outputs import lock_path
-    from gemflow.engine.stamp import store_files, write_stamp
-
-    if wf.source is None or wf.settings.get("remote") not in (None, "none"):
-        return
-    lock = lock_path(wf, summary.service)
-    try:
-        entries = LockFile.load(lock).entries
-        changes, database = store_files(stamp.parent.parent)
-    except (GemflowError, OSError):  # a read-only cache, say: no stamp, that is all
-        return
-    files = [lock, changes]
-    for report in summary.steps:
-        step = wf.steps[report.id]
-        files.append(step.output)
-        attached = entries[report.id].attachments if report.id in entries else {}
-        files.extend(step.output.parent / name for name in attached)
-        files.extend(ref.path for ref in step.refs if ref.path is not None)
-    warnings = [str(warning) for warning in wf.warnings]
-    write_stamp(
-        stamp,
-        plan=wf.source,
-        recorder=recorder,
-        summary=summary,
-        warnings=warnings,
-        files=files,
-        identities=[database],
-    )
+    return replay(stamp, path, allow_outside=allow_outside, dry_run=dry_run, emit=emit)
 
 
 def _batch_settings(*, batch: bool, **settings: Any) -> Any:

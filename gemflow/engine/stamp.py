@@ -28,7 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,8 @@ from gemflow.engine.events import (
     StepReport,
 )
 from gemflow.engine.reasons import Reason
+from gemflow.errors import GemflowError
+from gemflow.workflow import Workflow
 from gemflow.workflow.disk import read_regular_file, signature, still_true
 
 STAMP_FORMAT = 1
@@ -86,38 +88,30 @@ def stamp_path(folder: Path, context: Context) -> Path:
     return folder / f"{context.digest()[:32]}.stamp"
 
 
-def write_stamp(
-    path: Path,
-    *,
-    plan: tuple[str, list[Any]],
-    recorder: Recorder,
-    summary: RunSummary,
-    warnings: Sequence[str],
-    files: Iterable[Path],
-    identities: Iterable[Path] = (),
-) -> bool:
-    """Stamp a run that had nothing to do; returns whether it did (a run that did anything, or
-    said anything but the workflow's warnings, is not stamped)."""
+def write_stamp(path: Path, workflow: Workflow, summary: RunSummary, recorder: Recorder) -> bool:
+    """Stamp a run of ``workflow`` that had nothing to do, with what its decisions read; returns
+    whether it did (a run that did anything, or said anything but the workflow's warnings, is not
+    stamped; nor one with a team cache, or a cache that cannot be written)."""
     started = recorder.started
+    warnings = [str(warning) for warning in workflow.warnings]
     if (
         started is None
+        or workflow.source is None
+        or workflow.settings.get("remote") not in (None, "none")
         or not summary.ok
         or any(report.reason.code != "up-to-date" for report in summary.steps)
-        or recorder.notices != list(warnings)
+        or recorder.notices != warnings
     ):
         return False
-    seen: dict[str, list[int]] = {}
-    same: dict[str, list[int]] = {}
     try:
-        for file in files:
-            seen[str(file)] = list(signature(os.stat(file)))
-        for file in identities:
-            same[str(file)] = list(_identity(os.stat(file)))
-    except OSError:
-        return False  # an output that is not there: nothing to stamp
+        files, identities = _evidence(workflow, summary, store_folder=path.parent.parent)
+        seen = {str(file): list(signature(os.stat(file))) for file in files}
+        same = {str(file): list(_identity(os.stat(file))) for file in identities}
+    except (GemflowError, OSError):  # an output that is not there, a read-only cache...
+        return False
     stamp = {
         "format": STAMP_FORMAT,
-        "plan": {"key": plan[0], "seen": plan[1]},
+        "plan": {"key": workflow.source[0], "seen": workflow.source[1]},
         "files": seen,
         "identities": same,
         "started": {
@@ -128,7 +122,7 @@ def write_stamp(
             "service": started.service,
         },
         "summary": {"workflow": summary.workflow, "service": summary.service},
-        "warnings": list(warnings),
+        "warnings": warnings,
         "reports": [_report_json(report) for report in recorder.reports],
     }
     from gemflow.fileio import write_atomic
@@ -137,18 +131,47 @@ def write_stamp(
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(path, json.dumps(stamp, separators=(",", ":")).encode())
     except OSError:
-        return False  # a read-only or full cache: the next run is done as usual
+        return False  # a full cache: the next run is done as usual
     return True
 
 
+def _evidence(
+    workflow: Workflow, summary: RunSummary, *, store_folder: Path
+) -> tuple[list[Path], list[Path]]:
+    """The files a run's decisions read, watched whole; and those watched by identity only."""
+    from gemflow.cache.lockfile import LockFile
+    from gemflow.engine.outputs import lock_path
+
+    lock = lock_path(workflow, summary.service)
+    entries = LockFile.load(lock).entries
+    changes, database = store_files(store_folder)
+    files = [lock, changes]
+    for report in summary.steps:
+        step = workflow.steps[report.id]
+        files.append(step.output)
+        attached = entries[report.id].attachments if report.id in entries else {}
+        files.extend(step.output.parent / name for name in attached)
+        files.extend(ref.path for ref in step.refs if ref.path is not None)
+    return files, [database]
+
+
 def replay(
-    path: Path, plan_key: Callable[[], str], *, dry_run: bool, emit: Callable[[Event], None]
+    path: Path,
+    workflow: Path,
+    *,
+    allow_outside: bool,
+    dry_run: bool,
+    emit: Callable[[Event], None],
 ) -> RunSummary | None:
-    """The stamped run's report, emitted again, if the stamp at ``path`` still holds; else None
-    (and nothing emitted). ``plan_key`` gives the plan key of the workflow as it is now."""
+    """The stamped run's report, emitted again, if the stamp at ``path`` still holds for the
+    ``workflow`` file as it is now; else None (and nothing emitted)."""
+    from gemflow.workflow.plan import current_key
+
     try:
         stamp = json.loads(read_regular_file(path, MAX_STAMP_BYTES)[0])
-        if stamp["format"] != STAMP_FORMAT or stamp["plan"]["key"] != plan_key():
+        if stamp["format"] != STAMP_FORMAT:
+            return None
+        if stamp["plan"]["key"] != current_key(workflow, allow_outside):
             return None
         for file, recorded in stamp["files"].items():
             if list(signature(os.stat(file))) != recorded:
