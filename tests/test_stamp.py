@@ -224,3 +224,17 @@ def test_gemflow_no_stamp_decides_every_step(
     project.run()
     project.run()
     assert loads.count == 2
+
+
+def test_only_the_most_recent_stamps_are_kept(
+    built: tuple[Project, Loads], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gemflow.engine.stamp
+
+    project, _ = built
+    monkeypatch.setattr(gemflow.engine.stamp, "KEEP_STAMPS", 2)
+    for jobs in ("2", "3", "4"):
+        project.run("--jobs", jobs)
+        project.run("--jobs", jobs)
+    stamps = list((project.root / "cache" / "plans").glob("*.stamp"))
+    assert len(stamps) == 2

@@ -50,6 +50,7 @@ from gemflow.workflow.disk import read_regular_file, signature, still_true
 
 STAMP_FORMAT = 1
 MAX_STAMP_BYTES = 1 << 30
+KEEP_STAMPS = 32  # per cache folder, the most recent: one per command line people repeat
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,19 @@ def write_stamp(path: Path, workflow: Workflow, summary: RunSummary, recorder: R
         write_atomic(path, json.dumps(stamp, separators=(",", ":")).encode())
     except OSError:
         return False  # a full cache: the next run is done as usual
+    _prune(path.parent)
     return True
+
+
+def _prune(folder: Path) -> None:
+    """Keep the ``KEEP_STAMPS`` most recent stamps in ``folder``: one is written for each command
+    line (targets, options) that found nothing to do, and most are never typed again."""
+    try:
+        stamps = sorted(folder.glob("*.stamp"), key=lambda p: p.stat().st_mtime_ns, reverse=True)
+        for old in stamps[KEEP_STAMPS:]:
+            old.unlink(missing_ok=True)
+    except OSError:
+        pass  # another run pruned them first
 
 
 def _evidence(
