@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import hashlib
 import os
 import tempfile
 import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from stat import S_ISREG
 from typing import Any
 
 CHUNK = 1 << 20
+LOCK_POLL = 0.05  # seconds between tries for a lock another process (or thread) holds
 
 
 def _file_mode() -> int:
@@ -50,6 +55,28 @@ def write_atomic(path: Path, data: bytes, *, durable: bool = False) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def held(path: Path, *, cancelled: Callable[[], bool], waiting: str) -> Iterator[None]:
+    """Hold an exclusive lock on the file ``path`` (made if missing) across processes and
+    threads; the system lets go of it when a process dies. Waiting polls, so that an
+    interrupted run stops waiting: ``Interrupted(waiting)`` once ``cancelled()``."""
+    from gemflow.errors import Interrupted
+
+    with open(path, "a+b") as handle:  # an open of its own: threads exclude each other too
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if cancelled():
+                    raise Interrupted(waiting) from None
+                time.sleep(LOCK_POLL)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def hash_file(path: Path) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -339,6 +340,34 @@ def test_requests_in_open_jobs_are_not_submitted_again_however_they_are_cut(
     collected = run(tmp_path, batch_emulator, settings=BatchSettings(poll_seconds=0.05))
     assert statuses(collected) == {"run": 9}
     assert [job.item_count for job in batch_emulator.batches()] == [3, 3, 1, 2]
+    assert Ledger(tmp_path / "cache" / "batches").records() == []
+
+
+def test_two_runs_racing_submit_one_job_and_both_end_with_its_answers(
+    tmp_path: Path, batch_emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The window between "nothing holds these requests" and the job's name being recorded is
+    widened (a slow upload): the second run waits for the first, then resumes its job."""
+    submit = GeminiBatches.submit
+
+    def slow_submit(self: GeminiBatches, *args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.3)
+        return submit(self, *args, **kwargs)
+
+    monkeypatch.setattr(GeminiBatches, "submit", slow_submit)
+    (tmp_path / "wf.yaml").write_text(many(6))
+    summaries: list[RunSummary] = []
+    racers = [
+        threading.Thread(target=lambda: summaries.append(run(tmp_path, batch_emulator)))
+        for _ in range(2)
+    ]
+    for racer in racers:
+        racer.start()
+    for racer in racers:
+        racer.join()
+    assert len(batch_emulator.batches()) == 1
+    assert [statuses(s) for s in summaries] == [{"run": 6}, {"run": 6}]
+    assert batch_emulator.api_calls() == []
     assert Ledger(tmp_path / "cache" / "batches").records() == []
 
 

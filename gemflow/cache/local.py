@@ -16,24 +16,22 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import hashlib
 import json
 import os
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from gemflow.cache.store import Memo, stored_meta
 from gemflow.engine.keys import digest
-from gemflow.errors import CacheError, DiskFull, Interrupted, ReadOnlyCache, is_no_space
+from gemflow.errors import CacheError, DiskFull, ReadOnlyCache, is_no_space
+from gemflow.fileio import held, write_atomic
 
 DEFAULT_DIRNAME = "cache"
 _MEMO_KEY = "memo:file-digests"
-LOCK_POLL = 0.05  # seconds between tries for a key another process holds
 CHANGES = "changes"  # rewritten whenever a result is removed or replaced
 PREFETCH_CHUNK = 500  # keys per query: SQLite allows 999 parameters in older builds
 CANNOT_WRITE = {errno.EROFS, errno.EACCES, errno.EPERM}
@@ -231,8 +229,6 @@ class Store:
         """A result was removed or replaced: rewrite the ``changes`` file, which a run's stamp
         watches (``gemflow.engine.stamp``; adding results changes no earlier run's decisions, so
         the database file itself, rewritten by every open, is not watched)."""
-        from gemflow.fileio import write_atomic
-
         write_atomic(self.directory / CHANGES, os.urandom(8).hex().encode())
 
     @contextlib.contextmanager
@@ -246,19 +242,12 @@ class Store:
         folder = self.directory / "locks"
         folder.mkdir(exist_ok=True)
         name = hashlib.sha256(key.encode()).hexdigest()[:32]
-        with open(folder / name, "a+b") as handle:
-            while True:
-                try:
-                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if cancelled():
-                        raise Interrupted("interrupted while another gemflow run made it") from None
-                    time.sleep(LOCK_POLL)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        with held(
+            folder / name,
+            cancelled=cancelled,
+            waiting="interrupted while another gemflow run made it",
+        ):
+            yield
 
     def keys(self) -> list[str]:
         """Every stored result's key: step results (``sha256:…``) and single calls (``call/…``)."""

@@ -521,34 +521,35 @@ class BatchExecutor:
 
     def _place(self, asked: list[Item]) -> tuple[list[_Open], Targets]:
         """The jobs that will answer ``asked`` (open ones, then new ones), and the requests to
-        send now."""
-        holding = self.ledger.holding()
-        held: dict[str, tuple[Record, Targets]] = {}
-        fresh: dict[str, Targets] = {}  # by model
-        for p, index in asked:
-            key = p.key(index)
-            if (record := holding.get(key)) is not None:
-                targets = held.setdefault(record.display_name, (record, {}))[1]
-            else:
-                targets = fresh.setdefault(p.models[index], {})
-            targets.setdefault(key, []).append((p, index))
-        jobs: list[_Open] = []
-        for record, targets in held.values():
-            opened = self._reopen(record, targets)
-            if opened is not None:
-                jobs.append(opened)
-            else:
-                for key, items in targets.items():
-                    fresh.setdefault(record.model, {}).setdefault(key, []).extend(items)
-        now: Targets = {}
-        for model, targets in fresh.items():
-            if self.settings.mode == "collect" or (
-                self.settings.mode == "auto" and len(targets) < self.limits.min_group
-            ):
-                now.update(targets)
-            else:
-                jobs += self._submit_all(model, targets)
-        return jobs, now
+        send now; decided and submitted while no other run or round places requests."""
+        with self.ledger.placing(cancelled=self._stop.is_set):
+            holding = self.ledger.holding()
+            held: dict[str, tuple[Record, Targets]] = {}
+            fresh: dict[str, Targets] = {}  # by model
+            for p, index in asked:
+                key = p.key(index)
+                if (record := holding.get(key)) is not None:
+                    targets = held.setdefault(record.display_name, (record, {}))[1]
+                else:
+                    targets = fresh.setdefault(p.models[index], {})
+                targets.setdefault(key, []).append((p, index))
+            jobs: list[_Open] = []
+            for record, targets in held.values():
+                opened = self._reopen(record, targets)
+                if opened is not None:
+                    jobs.append(opened)
+                else:
+                    for key, items in targets.items():
+                        fresh.setdefault(record.model, {}).setdefault(key, []).extend(items)
+            now: Targets = {}
+            for model, targets in fresh.items():
+                if self.settings.mode == "collect" or (
+                    self.settings.mode == "auto" and len(targets) < self.limits.min_group
+                ):
+                    now.update(targets)
+                else:
+                    jobs += self._submit_all(model, targets)
+            return jobs, now
 
     def _submit_all(self, model: str, targets: Targets) -> list[_Open]:
         """New jobs for ``targets``, cut to the limits (in the order of their keys: the same

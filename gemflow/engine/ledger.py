@@ -3,23 +3,27 @@
 A job's display name is made from the keys it answers, so a run that starts again with the same
 requests pending finds the same name. The record is written *before* the job is created and gets
 the job's name right after; a run that finds a record resumes that job, or adopts it from the
-service's list by display name if the run that created it died before learning its name.
+service's list by display name if the run that created it died before learning its name. Runs
+(and rounds of one run) place requests one at a time (``Ledger.placing``), so two of them never
+both find a request unheld and both submit it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from gemflow.engine.events import BatchJobReport
-from gemflow.fileio import write_atomic
+from gemflow.fileio import held, write_atomic
 
 PREFIX = "gemflow-"
+PLACING = ".placing"  # the file whose lock is held while requests are placed
 
 
 @dataclass
@@ -62,6 +66,21 @@ class Ledger:
         self.folder = folder
         self._memory: dict[str, Record] = {}
         self._lock = threading.Lock()
+        self._placing = threading.Lock()  # for a ledger in memory
+
+    @contextlib.contextmanager
+    def placing(self, *, cancelled: Callable[[], bool] = lambda: False) -> Iterator[None]:
+        """Exclusive, across processes and threads, from reading which requests open jobs hold
+        until the new jobs are created and recorded with their names: another run waits, then
+        finds them (``Interrupted`` if ``cancelled()`` while it waits)."""
+        if self.folder is None:
+            with self._placing:
+                yield
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        waiting = "interrupted while another gemflow run submitted batch jobs"
+        with held(self.folder / PLACING, cancelled=cancelled, waiting=waiting):
+            yield
 
     def get(self, name: str) -> Record | None:
         if self.folder is None:
