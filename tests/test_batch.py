@@ -19,7 +19,7 @@ from gemflow.cache.local import Store
 from gemflow.emulator import Emulator
 from gemflow.emulator.batch_faults import BatchFaults
 from gemflow.engine.batch import BatchSettings
-from gemflow.engine.events import RunSummary
+from gemflow.engine.events import RunSummary, StepFinished
 from gemflow.engine.ledger import Ledger, Record, display_name
 from gemflow.engine.runner import RunOptions, run_workflow
 from gemflow.providers.connection import Connection
@@ -241,6 +241,37 @@ def test_auto_decides_per_model_within_a_round(tmp_path: Path, batch_emulator) -
     assert statuses(summary) == {"run": 23}
     assert [(job.model, job.item_count) for job in batch_emulator.batches()] == [(MODEL, 20)]
     assert {call["model"] for call in batch_emulator.api_calls()} == {OTHER_MODEL}
+
+
+def test_a_dry_run_with_auto_prices_what_the_run_then_spends(
+    tmp_path: Path, batch_emulator
+) -> None:
+    """The 25 generates are one group (half price); the edits, a group of one a round, and a
+    small group of another model are sent at once (full price)."""
+    small = "".join(
+        f"o{i}: {{kind: generate, model: {OTHER_MODEL}, prompt: Other {i}.}}\n" for i in range(3)
+    )
+    (tmp_path / "wf.yaml").write_text(many(25, chain("s0", 3) + small))
+
+    def plan(batch: BatchSettings | None, emit: Any = ()) -> RunSummary:
+        with Store(tmp_path / "cache") as store, Connection.emulator(url=batch_emulator.url) as c:
+            options = RunOptions(dry_run=True, batch=batch)
+            return run_workflow(
+                load_workflow(tmp_path / "wf.yaml"), store, options, connection=c, emit=emit
+            )
+
+    told: list[Any] = []
+    dry = plan(AUTO, told.append)
+    usd, full = {r.id: r.usd for r in dry.steps}, {r.id: r.usd for r in plan(None).steps}
+    assert [usd[s] / full[s] for s in ("s0", "s24", "e0", "e2", "o0", "o2")] == pytest.approx(
+        [0.5, 0.5, 1, 1, 1, 1]
+    )
+    finished = [e.report for e in told if isinstance(e, StepFinished)]
+    assert finished == dry.steps  # every step told once, at its price
+    spent = run(tmp_path, batch_emulator, settings=AUTO)
+    assert statuses(spent) == {"run": 31}
+    assert dry.usd == pytest.approx(spent.usd, rel=1e-6)
+    assert {r.id: r.usd for r in spent.steps} == pytest.approx(usd, rel=1e-6)
 
 
 def test_the_workflow_defaults_set_the_group_size(tmp_path: Path, batch_emulator) -> None:

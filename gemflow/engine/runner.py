@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +137,10 @@ class Runner:
         folder = getattr(store, "directory", None)
         self.ledger = Ledger(folder / "batches" if folder is not None else None)  # batch jobs
         self._held: dict[str, Record] | None = None  # a dry run's: step key -> its open job
+        # A dry run with --batch=auto prices its steps once it knows the groups (held till then):
+        # the API steps whose price depends on their round's group, with their calls.
+        auto = options.dry_run and options.batch is not None and options.batch.mode == "auto"
+        self._by_group: dict[str, int] | None = {} if auto else None
         self._interrupted = threading.Event()  # set on Ctrl-C: steps waiting for a lock give up
         self._abandoned = threading.Event()  # set on a second Ctrl-C: nothing is retried
         self._disk_full = threading.Event()  # no space for results: send nothing more
@@ -508,8 +512,39 @@ class Runner:
         or when ``batched``: its requests are in a job already, which bills them when it ends)."""
         estimate = step.kind.estimate(step)
         half = (batched or self.options.batch is not None) and step.uses_api
+        if half and not batched and self._by_group is not None:  # --batch=auto: see _priced
+            self._by_group[step.id] = estimate.api_calls
+            half = False
         usd = estimate.usd * (BATCH_PRICE if half else 1.0)
         return {"api_calls": 0 if batched else estimate.api_calls, "usd": usd}
+
+    def _priced(self) -> None:
+        """A dry run with ``--batch=auto``: the API steps of a model's group of ``--batch-min``
+        requests or more in a round go at the batch price (rounds taken as going in step: a
+        step is in the round after the last API step that must run above it), then every
+        held-back step report is told."""
+        assert self._by_group is not None
+        steps = self.workflow.steps
+        running = {r.id for r in self.summary.steps if r.status in (Status.RUN, Status.PENDING)}
+        rounds: dict[str, int] = {}
+        groups: dict[tuple[int, str], int] = {}
+        for report in self.summary.steps:
+            if report.id not in running:
+                continue
+            above = [r.step for r in steps[report.id].refs if r.step in rounds]
+            rounds[report.id] = max((rounds[s] + steps[s].uses_api for s in above), default=0)
+            if report.id in self._by_group:
+                group = (rounds[report.id], str(steps[report.id].params.get("model", "")))
+                groups[group] = groups.get(group, 0) + self._by_group[report.id]
+        assert self.options.batch is not None
+        smallest = self.options.batch.limits(self.workflow.settings).min_group
+        for index, report in enumerate(self.summary.steps):
+            if report.id in self._by_group:
+                group = (rounds[report.id], str(steps[report.id].params.get("model", "")))
+                if groups[group] >= smallest:
+                    report = replace(report, usd=report.usd * BATCH_PRICE)
+                    self.summary.steps[index] = report
+            self.emit(StepFinished(report))
 
     def _held_by(self, key: str) -> Record | None:
         """The open batch job (recorded in the ledger) that holds the requests of the step
@@ -808,7 +843,8 @@ class Runner:
             **fields,
         )
         self.summary.steps.append(report)
-        self.emit(StepFinished(report))
+        if self._by_group is None:
+            self.emit(StepFinished(report))
 
     def _save_lock(self) -> None:
         """Write this run's entries over the lock file as it is now on disk, so that two runs on
@@ -843,6 +879,8 @@ class Runner:
     def _finish(self) -> None:
         """Keep what the run made: answers held in memory, the lock file, the memo. A signal
         that arrives meanwhile waits until they are saved, then interrupts as usual."""
+        if self._by_group is not None:
+            self._priced()
         try:
             with deferred():
                 self._save_all()
