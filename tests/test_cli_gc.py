@@ -180,3 +180,29 @@ def test_locks_are_found_beside_their_workflows_in_every_folder_below(tmp_path: 
     assert find_locks([tmp_path / "a" / "one.yaml"]) == [tmp_path / "a" / "one.lock"]
     with pytest.raises(Exception, match="no such folder"):
         find_locks([tmp_path / "missing"])
+
+
+def test_plans_of_workflows_no_longer_there_are_removed(project: Project) -> None:
+    """A plan (a loaded workflow kept for the next run) is kept while its workflow file is
+    there; one of a removed workflow, or one that cannot be read, is of no use."""
+    project.write(WORKFLOW)
+    project.run()
+    other = project.root / "elsewhere" / "other.yaml"
+    other.parent.mkdir()
+    other.write_text(WORKFLOW.replace("A pancake.", "A waffle."))
+    project.cli("run", str(other), "--base-url", project.emulator.url)
+    plans = project.root / "cache" / "plans"
+    assert len(list(plans.glob("*.plan"))) == 2
+    (plans / "damaged.plan").write_bytes(b"not a plan")
+    other.unlink()
+    out = gc(project, "--dry-run")
+    assert "would remove 2 plans of workflow files no longer there" in out
+    assert len(list(plans.glob("*.plan"))) == 3
+    out = gc(project)
+    assert "removed 2 plans of workflow files no longer there" in out
+    [kept] = plans.glob("*.plan")
+    assert kept.stat().st_size > 1000
+    assert "plans of" not in gc(project)  # nothing more to say
+    calls = len(project.calls())
+    assert {s["status"] for s in project.run_json()["steps"]} == {"cached"}
+    assert len(project.calls()) == calls

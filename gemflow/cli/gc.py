@@ -40,6 +40,7 @@ def gc(
     """
     from gemflow.cache.gc import collect, find_locks, plan
     from gemflow.cache.local import Store, default_cache_dir
+    from gemflow.workflow.plan import PLANS_DIRNAME, unused_plans
 
     directory = cache_dir or default_cache_dir(Path.cwd() / "workflow.yaml")
     if not (directory / "cache.db").is_file():
@@ -53,6 +54,10 @@ def gc(
                 click.echo(f"  {key}" + (f"  ({step})" if step else ""))
         if not dry_run:
             collect(store, chosen)
+    unused = unused_plans(directory / PLANS_DIRNAME)
+    if not dry_run:
+        for plan_file in unused:
+            plan_file.unlink(missing_ok=True)
     names = ", ".join(_shown(lock) for lock in chosen.locks)
     click.echo(f"{len(chosen.locks)} lock file{'s' * (len(chosen.locks) != 1)}: {names}")
     verb = "would remove" if dry_run else "removed"
@@ -60,6 +65,12 @@ def gc(
         f"{directory}: {chosen.entries} entries; {verb} {len(chosen.remove)} "
         f"({size_text(chosen.bytes)})"
     )
+    if unused:
+        count = len(unused)
+        click.echo(
+            f"{verb} {count} plan{'s' * (count != 1)} of workflow files no longer there "
+            f"({size_text(sum(_size(p) for p in unused))})"
+        )
     if chosen.untied:
         click.echo(
             f"kept {chosen.untied} single call{'s' * (chosen.untied != 1)} stored before gemflow "
@@ -72,3 +83,10 @@ def _shown(path: Path) -> str:
         return str(path.relative_to(Path.cwd()))
     except ValueError:
         return str(path)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0

@@ -149,6 +149,22 @@ def _write_plan(plan_file: Path, key: str, disk: Disk, workflow: Workflow) -> No
         pass  # a read-only or full cache: the next run loads the file again, that is all
 
 
+def unused_plans(folder: Path) -> list[Path]:
+    """The plans in ``folder`` no run can use again: of workflow files that are gone, or that
+    cannot be read (``gemflow cache gc`` removes them; the rest are replaced as they go stale)."""
+    unused = []
+    for plan_file in sorted(folder.glob("*.plan")):
+        try:
+            with open(plan_file, "rb") as handle:
+                workflow = Path(_Unpickler(io.BytesIO(handle.read())).load()["path"])
+            if workflow.is_file():
+                continue
+        except Exception:  # damaged or foreign: of no use either
+            pass
+        unused.append(plan_file)
+    return unused
+
+
 class _Unpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in _ALLOWED:
