@@ -880,3 +880,35 @@ def test_the_schema_takes_remote_and_push_in_the_defaults() -> None:
     assert list(validator.iter_errors({"defaults": defaults, "steps": steps})) == []
     wrong = {**defaults, "push": "yes"}
     assert list(validator.iter_errors({"defaults": wrong, "steps": steps})) != []
+
+
+# -- a read-only local cache -----------------------------------------------------------------------
+
+
+def test_a_read_only_local_cache_is_served_from_the_remote(
+    tmp_path: Path, emulator: Emulator, s3_remote: Remote
+) -> None:
+    """A build machine whose cache cannot be written: what the team pushed is restored from the
+    remote without a call, nothing is kept locally; a step nobody made stops the run unsent."""
+    from test_read_only_cache import read_only_sqlite
+
+    alice, bob = tmp_path / "alice", tmp_path / "bob"
+    clone(alice, TWENTY)
+    build(alice, emulator, "--remote", s3_remote.url, "--push")
+    calls = len(emulator.api_calls())
+    clone(bob, TWENTY)
+    with Store(bob / "cache"):
+        pass  # an empty cache, then read-only
+    with read_only_sqlite():
+        again = build(bob, emulator, "--remote", s3_remote.url, "--json")
+    assert "Traceback" not in again.output
+    assert {s["status"] for s in json.loads(again.stdout)["steps"]} == {"restore"}
+    assert outputs(bob) == outputs(alice)
+    assert len(emulator.api_calls()) == calls
+    with Store(bob / "cache") as store:
+        assert store.keys() == []
+    (bob / "wf.yaml").write_text(TWENTY + "\n  plum: {kind: generate, prompt: A plum.}\n")
+    with read_only_sqlite():
+        stopped = build(bob, emulator, "--remote", s3_remote.url, expect=3)
+    assert "must run" in stopped.stderr and "nothing was sent" in stopped.stderr
+    assert len(emulator.api_calls()) == calls

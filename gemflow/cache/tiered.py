@@ -1,11 +1,12 @@
 """Two tiers of results: this machine's store first, then the team's remote (S3 or GCS).
 
 A key missing here is looked up remotely (one GET of its record); a remote hit is verified
-(digests) and copied into the local store, which answers from then on. With ``push`` on, a result
-made here is stored locally first, then written to the remote create-only: if another writer got
-there first, theirs is the result, and it replaces ours here too (``put`` returns it), so a team
-converges on one result per key. A result made with ``--force`` is the exception: it stays local
-and the remote keeps the first one.
+(digests) and copied into the local store, which answers from then on (a local store that cannot
+be written, a read-only build machine's, say: kept in memory for the session instead). With
+``push`` on, a result made here is stored locally first, then written to the remote create-only:
+if another writer got there first, theirs is the result, and it replaces ours here too (``put``
+returns it), so a team converges on one result per key. A result made with ``--force`` is the
+exception: it stays local and the remote keeps the first one.
 
 A remote that does not answer (down, 403, a timeout) never fails a run and never costs a second
 call: the key is a miss, as it would be without a remote, the remote is not asked again during
@@ -117,6 +118,7 @@ class TieredStore:
         self._kept: list[str] = []  # forced results kept here, the remote holding another
         self._adopted: list[str] = []  # results another writer pushed first, taken instead of ours
         self._guard = threading.Lock()
+        self._session: ResultStore | None = None  # remote hits, when the local store is read-only
 
     @property
     def directory(self) -> Any:
@@ -126,16 +128,19 @@ class TieredStore:
     # -- the ResultStore protocol -----------------------------------------------------------------
 
     def meta(self, key: str) -> dict[str, Any] | None:
-        found = self.local.meta(key)
-        if found is None and not key.startswith(LOCAL_ONLY) and self._pull([key]):
-            found = self.local.meta(key)
-        return found
+        return self._look_up(key, lambda store: store.meta(key))
 
     def files(self, key: str) -> tuple[bytes, dict[str, bytes]] | None:
-        found = self.local.files(key)
-        if found is None and not key.startswith(LOCAL_ONLY) and self._pull([key]):
-            found = self.local.files(key)
-        return found
+        return self._look_up(key, lambda store: store.files(key))
+
+    def _look_up(self, key: str, read: Callable[[ResultStore], T | None]) -> T | None:
+        """``read`` of the store holding ``key``: here, else copied here from the remote."""
+        for store in (self.local, self._session):
+            if store is not None and (found := read(store)) is not None:
+                return found
+        if key.startswith(LOCAL_ONLY) or not self._pull([key]):
+            return None
+        return read(self._here())
 
     def put(
         self,
@@ -189,8 +194,20 @@ class TieredStore:
 
     @property
     def read_only(self) -> bool:
-        """The local store cannot be written: nothing is copied to it from the remote either."""
+        """The local store cannot be written: remote hits are kept in memory for the session."""
         return bool(getattr(self.local, "read_only", False))
+
+    def _here(self) -> ResultStore:
+        """Where a remote hit is kept: the local store, or when that cannot be written, memory
+        for as long as the session lasts (a read-only build machine is still served)."""
+        if not self.read_only:
+            return self.local
+        with self._guard:
+            if self._session is None:
+                from gemflow.cache.memory import MemoryStore
+
+                self._session = MemoryStore()
+            return self._session
 
     def close(self) -> None:
         if self._remote is not None:
@@ -241,6 +258,8 @@ class TieredStore:
         keys = list(dict.fromkeys(keys))
         self.local.prefetch(keys)
         missing = [key for key in keys if self.local.meta(key) is None]
+        if self._session is not None:
+            missing = [key for key in missing if self._session.meta(key) is None]
         return self._pull(missing) if missing else 0
 
     def ping(self) -> str | None:
@@ -319,13 +338,11 @@ class TieredStore:
             return None
 
     def _pull(self, keys: list[str]) -> int:
-        if self.read_only:
-            return 0  # a remote hit could not be kept here: a miss, as without a remote
         found: dict[str, Entry | None] = self._ask(lambda remote: remote.fetch(keys)) or {}
-        copied = 0
+        here, copied = self._here(), 0
         for key, entry in found.items():
             if entry is not None:
-                self.local.put(key, entry.data, entry.meta, entry.attachments)
+                here.put(key, entry.data, entry.meta, entry.attachments)
                 copied += 1
         with self._guard:
             self.pulled += copied
