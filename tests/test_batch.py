@@ -8,7 +8,7 @@ import shutil
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from conftest import FAKE_KEY
 from gemflow.cache.local import Store
 from gemflow.emulator import Emulator
 from gemflow.emulator.batch_faults import BatchFaults
+from gemflow.emulator.faults import Faults
 from gemflow.engine.batch import BatchSettings
 from gemflow.engine.events import RunSummary, StepFinished
 from gemflow.engine.ledger import Ledger, Record, display_name
@@ -400,6 +401,68 @@ def test_two_runs_racing_submit_one_job_and_both_end_with_its_answers(
     assert [statuses(s) for s in summaries] == [{"run": 6}, {"run": 6}]
     assert batch_emulator.api_calls() == []
     assert Ledger(tmp_path / "cache" / "batches").records() == []
+
+
+def paid(emu: Emulator) -> int:
+    """Requests paid for: interactive calls and batch items."""
+    return len(emu.api_calls()) + sum(job.item_count for job in emu.batches())
+
+
+@pytest.fixture
+def slow_emulator(faults: BatchFaults) -> Iterator[Emulator]:
+    """Interactive answers take 0.6 s (batch jobs as usual): a run is caught mid-request."""
+    with Emulator(scale=0.0625, batch_faults=faults, faults=Faults(latency=0.6)) as emu:
+        yield emu
+
+
+def plain_run(root: Path, emu: Emulator, jobs: int) -> RunSummary:
+    with Store(root / "cache") as store, Connection.emulator(url=emu.url) as connection:
+        return run_workflow(
+            load_workflow(root / "wf.yaml"), store, RunOptions(jobs=jobs), connection=connection
+        )
+
+
+def beside(first: Callable[[], RunSummary], then: Callable[[], RunSummary]) -> list[RunSummary]:
+    """``first`` in a thread; ``then`` once ``first``'s requests are under way; both summaries."""
+    summaries: dict[int, RunSummary] = {}
+    racer = threading.Thread(target=lambda: summaries.update({0: first()}))
+    racer.start()
+    time.sleep(0.25)
+    summaries[1] = then()
+    racer.join()
+    return [summaries[0], summaries[1]]
+
+
+def test_a_batch_run_takes_what_a_plain_run_is_making_instead_of_submitting_it(
+    tmp_path: Path, slow_emulator: Emulator
+) -> None:
+    (tmp_path / "wf.yaml").write_text(many(6))
+    making, batched = beside(
+        lambda: plain_run(tmp_path, slow_emulator, jobs=6),
+        lambda: run(tmp_path, slow_emulator),
+    )
+    assert statuses(making) == {"run": 6}
+    assert batched.ok and sum(statuses(batched).values()) == 6
+    assert slow_emulator.batches() == [] and paid(slow_emulator) == 6
+
+
+def test_a_plain_run_leaves_what_a_batch_job_took_meanwhile_pending(
+    tmp_path: Path, slow_emulator: Emulator
+) -> None:
+    """The plain run decided its steps before the batch run recorded its job: each step it
+    comes to later is found in the job, and left for it."""
+    (tmp_path / "wf.yaml").write_text(many(6))
+    detach = BatchSettings(poll_seconds=0.05, detach=True)
+    making, batched = beside(
+        lambda: plain_run(tmp_path, slow_emulator, jobs=1),
+        lambda: run(tmp_path, slow_emulator, settings=detach),
+    )
+    assert making.ok and batched.ok
+    assert statuses(making).get("pending", 0) >= 1
+    assert paid(slow_emulator) == 6  # each request once: interactively or in the job
+    collected = plain_run(tmp_path, slow_emulator, jobs=6)
+    assert collected.ok and paid(slow_emulator) == 6
+    assert len(list((tmp_path / "out").iterdir())) == 6
 
 
 # -- a run without --batch while jobs are open -------------------------------------------------

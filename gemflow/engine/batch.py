@@ -6,6 +6,10 @@ answers what the per-call cache knows, and places the rest, per model:
 
 - a request that an open job already holds (recorded in the ledger, by this run or an earlier
   one) waits for that job: it is never submitted twice, however the requests are cut into jobs;
+  runs place their requests one at a time (``Ledger.placing``);
+- a step that another run is making (it holds the step's key lock) or has made meanwhile is not
+  submitted: its result is taken once that run lets go of the key (``Hooks.made_elsewhere``), and
+  a run that is about to send a step asks the ledger first (``Ledger.holder``);
 - the others go into new jobs, cut to size: at most ``Limits.requests`` requests, ``bytes`` of
   JSONL and ``tokens`` (estimated from the model table) each;
 - with ``mode="auto"`` (``--batch=auto``), a model's group of fewer than ``min_group`` requests
@@ -30,6 +34,7 @@ answers, so the steps one job unblocks go in one round, not one per answer.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import tempfile
@@ -147,6 +152,10 @@ class Hooks(Protocol):
     def keep(self, job: Any, outcome: Callable[[], StepOutput]) -> StepOutput: ...
 
     def reuse(self, job: Any) -> StepOutput | None: ...
+
+    def taken(self, job: Any) -> bool: ...
+
+    def made_elsewhere(self, job: Any) -> StepOutput | None: ...
 
 
 class _More(Exception):
@@ -512,16 +521,35 @@ class BatchExecutor:
         """Answer ``asked``: through open jobs, new ones, or interactively; ask again what comes
         back retryable."""
         while asked and not self._stop.is_set():
-            jobs, now = self._place(asked)
+            jobs, now, elsewhere = self._place(asked)
             sending = self._send_now(now, more)
+            waiting = [self._calls.submit(self._wait_elsewhere, p, items) for p, items in elsewhere]
             again = self._follow(jobs, more)
             for future in sending:
                 future.result()
+            for asked_again in waiting:
+                again += asked_again.result()
             asked = [(p, i) for p, i in again if not p.done]
 
-    def _place(self, asked: list[Item]) -> tuple[list[_Open], Targets]:
-        """The jobs that will answer ``asked`` (open ones, then new ones), and the requests to
-        send now; decided and submitted while no other run or round places requests."""
+    def _wait_elsewhere(self, p: _Pending, items: list[Item]) -> list[Item]:
+        """``p``'s result, made by another run that held its key: taken once that run lets go
+        of it; if it made none (it failed, or was stopped), ``items`` are asked again."""
+        try:
+            made = self.hooks.made_elsewhere(p.job)
+        except BaseException as exc:
+            self._fail(p, exc)
+            return []
+        if made is None:
+            return items
+        self._succeed(p, made)
+        return []
+
+    def _place(
+        self, asked: list[Item]
+    ) -> tuple[list[_Open], Targets, list[tuple[_Pending, list[Item]]]]:
+        """The jobs that will answer ``asked`` (open ones, then new ones), the requests to send
+        now, and the steps another run is making (or has made) meanwhile; decided and submitted
+        while no other run or round places requests."""
         with self.ledger.placing(cancelled=self._stop.is_set):
             holding = self.ledger.holding()
             held: dict[str, tuple[Record, Targets]] = {}
@@ -542,14 +570,27 @@ class BatchExecutor:
                     for key, items in targets.items():
                         fresh.setdefault(record.model, {}).setdefault(key, []).extend(items)
             now: Targets = {}
+            elsewhere: dict[_Pending, list[Item]] = {}
+            # Whether another run is making a step's result, or made it since the step started:
+            # asked while placing, so that such a run either finds our job or is left alone.
+            taken_by_others = functools.cache(lambda p: self.hooks.taken(p.job))
             for model, targets in fresh.items():
                 if self.settings.mode == "collect" or (
                     self.settings.mode == "auto" and len(targets) < self.limits.min_group
                 ):
                     now.update(targets)
-                else:
+                    continue
+                for key, items in list(targets.items()):
+                    taken = [item for item in items if taken_by_others(item[0])]
+                    for p, index in taken:
+                        elsewhere.setdefault(p, []).append((p, index))
+                    if len(taken) == len(items):
+                        del targets[key]
+                    else:
+                        targets[key] = [item for item in items if item not in taken]
+                if targets:
                     jobs += self._submit_all(model, targets)
-            return jobs, now
+            return jobs, now, list(elsewhere.items())
 
     def _submit_all(self, model: str, targets: Targets) -> list[_Open]:
         """New jobs for ``targets``, cut to the limits (in the order of their keys: the same

@@ -119,3 +119,13 @@ class Ledger:
     def holding_steps(self) -> dict[str, Record]:
         """Each step key whose requests an open job holds, with its record."""
         return {key: record for record in self.records() for key in record.step_keys()}
+
+    def holder(self, step_key: str, *, cancelled: Callable[[], bool]) -> Record | None:
+        """The open job that holds the requests of the step ``step_key``, asked by a run about
+        to send them itself, holding the step's key lock: a run placing requests (``placing``)
+        either has recorded its job by now, or finds the key locked and leaves the step alone.
+        No folder yet: no run has placed anything, and none can without seeing that lock."""
+        if self.folder is not None and not self.folder.is_dir():
+            return None
+        with self.placing(cancelled=cancelled):
+            return self.holding_steps().get(step_key)

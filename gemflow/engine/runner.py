@@ -50,6 +50,7 @@ from gemflow.errors import (
     DiskFull,
     GemflowError,
     InputError,
+    Interrupted,
     NoImageError,
     Problem,
     ReadOnlyCache,
@@ -594,6 +595,10 @@ class Runner:
         with self.store.lock(job.key, cancelled=self._interrupted.is_set):
             if not job.forced and (reused := self._reuse(job)) is not None:
                 return reused
+            if job.step.uses_api and not job.forced:  # another run's batch job may hold it now
+                held = self.ledger.holder(job.key, cancelled=self._interrupted.is_set)
+                if held is not None:
+                    raise Detached(held.job or held.display_name)
             return self._make(job)
 
     def _reuse(self, job: _Job) -> StepOutput | None:
@@ -624,6 +629,22 @@ class Runner:
 
     def reuse(self, job: _Job) -> StepOutput | None:
         return None if job.forced else self._reuse(job)
+
+    def taken(self, job: _Job) -> bool:
+        """Whether another run is making ``job``'s result (holds its key's lock), or has made
+        it: asked before its requests go into a batch job."""
+        if job.forced:
+            return False
+        try:
+            with self.store.lock(job.key, cancelled=lambda: True):  # only if free at once
+                return getattr(self.store, "local", self.store).meta(job.key) is not None
+        except Interrupted:
+            return True
+
+    def made_elsewhere(self, job: _Job) -> StepOutput | None:
+        """Once the run that holds ``job``'s key lets go of it: the result it made, if any."""
+        with self.store.lock(job.key, cancelled=self._interrupted.is_set):
+            return self._reuse(job)
 
     def keep(self, job: _Job, outcome: Callable[[], StepOutput]) -> StepOutput:
         """Run ``outcome`` (the kind's work), then store and write its result; a refusal is
