@@ -459,6 +459,9 @@ def test_a_plain_run_leaves_what_a_batch_job_took_meanwhile_pending(
     )
     assert making.ok and batched.ok
     assert statuses(making).get("pending", 0) >= 1
+    assert [job.requests for job in making.batch_jobs.values()] == [
+        job.item_count for job in slow_emulator.batches()
+    ]  # the job it left them for is told
     assert paid(slow_emulator) == 6  # each request once: interactively or in the job
     collected = plain_run(tmp_path, slow_emulator, jobs=6)
     assert collected.ok and paid(slow_emulator) == 6

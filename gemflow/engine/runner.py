@@ -598,6 +598,8 @@ class Runner:
             if job.step.uses_api and not job.forced:  # another run's batch job may hold it now
                 held = self.ledger.holder(job.key, cancelled=self._interrupted.is_set)
                 if held is not None:
+                    if held.display_name not in self.summary.batch_jobs:
+                        self._told(held.report())
                     raise Detached(held.job or held.display_name)
             return self._make(job)
 
