@@ -178,6 +178,12 @@ def test_locks_are_found_beside_their_workflows_in_every_folder_below(tmp_path: 
     found = find_locks([tmp_path])
     assert [p.relative_to(tmp_path).as_posix() for p in found] == ["a/b/two.lock", "a/one.lock"]
     assert find_locks([tmp_path / "a" / "one.yaml"]) == [tmp_path / "a" / "one.lock"]
+    (tmp_path / "a" / "one.emulator.lock").write_text(json.dumps({"version": 1, "steps": {}}))
+    assert find_locks([tmp_path / "a" / "one.yaml"]) == [
+        tmp_path / "a" / "one.emulator.lock",
+        tmp_path / "a" / "one.lock",
+    ]
+    assert len(find_locks([tmp_path])) == 3
     with pytest.raises(Exception, match="no such folder"):
         find_locks([tmp_path / "missing"])
 
@@ -199,10 +205,25 @@ def test_plans_of_workflows_no_longer_there_are_removed(project: Project) -> Non
     assert "would remove 2 plans of workflow files no longer there" in out
     assert len(list(plans.glob("*.plan"))) == 3
     out = gc(project)
-    assert "removed 2 plans of workflow files no longer there" in out
+    [said] = [line for line in out.splitlines() if "plans of" in line]
+    assert said.startswith("removed 2 plans of workflow files no longer there (")
+    assert not said.endswith("(0.0 kB)")  # measured before they went
     [kept] = plans.glob("*.plan")
     assert kept.stat().st_size > 1000
     assert "plans of" not in gc(project)  # nothing more to say
     calls = len(project.calls())
     assert {s["status"] for s in project.run_json()["steps"]} == {"cached"}
     assert len(project.calls()) == calls
+
+
+def test_what_runs_on_the_built_in_emulator_made_is_kept(project: Project) -> None:
+    """Runs with ``--emulator`` keep ``wf.emulator.lock`` beside ``wf.lock``: a lock file too."""
+    project.write(WORKFLOW)
+    project.cli("run", str(project.workflow), "--emulator")
+    assert (project.root / "wf.emulator.lock").is_file()
+    before = keys(project)
+    out = gc(project)
+    assert "1 lock file: " in out and "wf.emulator.lock" in out and "removed 0 " in out
+    assert keys(project) == before
+    again = project.cli("run", str(project.workflow), "--emulator", "--json")
+    assert {s["status"] for s in json.loads(again.stdout)["steps"]} == {"cached"}

@@ -31,6 +31,7 @@ from gemflow.engine.refusals import PREFIX as REFUSAL
 from gemflow.errors import EXIT_USAGE, GemflowError
 
 CALL = "call/"
+EMULATOR_LOCK = ".emulator.lock"  # beside x.lock: the entries of runs on the emulator
 THUMB = "thumb/"
 _SKIPPED = {"node_modules", "__pycache__"}  # never hold a workflow's lock file
 _HEX = set("0123456789abcdef")
@@ -52,14 +53,15 @@ class Plan:
 
 
 def find_locks(places: Sequence[Path]) -> list[Path]:
-    """The lock files in ``places``: each folder searched recursively for ``x.lock`` beside
-    ``x.yaml`` (or ``x.yml``); a workflow file stands for its lock file."""
+    """The lock files in ``places``: each folder searched recursively for ``x.lock`` (and
+    ``x.emulator.lock``) beside ``x.yaml`` (or ``x.yml``); a workflow file stands for its lock
+    files."""
     found: set[Path] = set()
     for place in places:
         if place.is_file():
-            lock = place.with_suffix(".lock")
-            if lock.is_file() and _has_workflow(lock):
-                found.add(lock.absolute())
+            for lock in (place.with_suffix(".lock"), place.with_suffix(EMULATOR_LOCK)):
+                if lock.is_file() and _has_workflow(lock):
+                    found.add(lock.absolute())
             continue
         if not place.is_dir():
             raise GcError(f"{place}: no such folder")
@@ -158,4 +160,7 @@ def _thumb_needed(rest: str, digests: set[str]) -> bool:
 
 
 def _has_workflow(lock: Path) -> bool:
-    return lock.with_suffix(".yaml").is_file() or lock.with_suffix(".yml").is_file()
+    """Whether ``lock`` is a workflow's: ``x.lock``, or its runs on the emulator's
+    ``x.emulator.lock``, beside ``x.yaml`` or ``x.yml``."""
+    stem = lock.name.removesuffix(EMULATOR_LOCK).removesuffix(".lock")
+    return any((lock.parent / (stem + suffix)).is_file() for suffix in (".yaml", ".yml"))

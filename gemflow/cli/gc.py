@@ -31,7 +31,7 @@ def gc(
     cache_dir: Path | None,
 ) -> None:
     """Remove the store entries that no lock file in FOLDERS refers to (default: this folder,
-    searched recursively for x.lock beside x.yaml).
+    searched recursively for x.lock and x.emulator.lock beside x.yaml).
 
     Kept: every step's current result and its takes, expected refusals, the single calls of the
     steps kept, thumbnails of recorded pictures. Removed: results no lock file names any more
@@ -55,6 +55,7 @@ def gc(
         if not dry_run:
             collect(store, chosen)
     unused = unused_plans(directory / PLANS_DIRNAME)
+    freed = sum(_size(plan_file) for plan_file in unused)
     if not dry_run:
         for plan_file in unused:
             plan_file.unlink(missing_ok=True)
@@ -69,7 +70,7 @@ def gc(
         count = len(unused)
         click.echo(
             f"{verb} {count} plan{'s' * (count != 1)} of workflow files no longer there "
-            f"({size_text(sum(_size(p) for p in unused))})"
+            f"({size_text(freed)})"
         )
     if chosen.untied:
         click.echo(
