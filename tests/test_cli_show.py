@@ -185,3 +185,20 @@ def test_lock_file_text_reaches_the_terminal_with_its_control_characters_escaped
     for out in (shown, as_json):
         assert not any(c in out for c in "\x1b\x07\x9b\u202e")
     assert json.loads(as_json)[0]["params"]["prompt"] == HOSTILE  # the same text, as JSON
+
+
+def test_what_the_built_in_emulator_made_is_shown_from_its_own_lock_file(
+    project: Project,
+) -> None:
+    """Runs with ``--emulator`` keep ``wf.emulator.lock``; when it is the only lock file, show
+    and history read it, and name the workflow, not the lock."""
+    project.write("version: 1\nsteps:\n  a: {kind: generate, model: nano-banana, prompt: A fig.}\n")
+    project.cli("run", str(project.workflow), "--emulator")
+    assert not (project.root / "wf.lock").exists()
+    by_path = project.cli("show", str(project.root / "out" / "a.png")).stdout
+    assert "step      a (generate) in wf.yaml" in by_path
+    assert "made on the emulator" in by_path
+    by_step = project.cli("show", "a", "-w", str(project.workflow)).stdout
+    assert by_step.startswith("out/a.png\n") and "in wf.yaml" in by_step
+    history = project.cli("history", str(project.workflow), "a").stdout
+    assert "a" in history and "has not run yet" not in history

@@ -26,12 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gemflow.cache.local import Store
-from gemflow.cache.lockfile import LockFile
+from gemflow.cache.lockfile import EMULATOR_LOCK, LockFile
 from gemflow.engine.refusals import PREFIX as REFUSAL
 from gemflow.errors import EXIT_USAGE, GemflowError
 
 CALL = "call/"
-EMULATOR_LOCK = ".emulator.lock"  # beside x.lock: the entries of runs on the emulator
 THUMB = "thumb/"
 _SKIPPED = {"node_modules", "__pycache__"}  # never hold a workflow's lock file
 _HEX = set("0123456789abcdef")

@@ -22,6 +22,7 @@ from gemflow.errors import ConfigError
 from gemflow.fileio import write_atomic
 
 LOCK_VERSION = 1
+EMULATOR_LOCK = ".emulator.lock"  # x.emulator.lock beside x.lock: what runs on the emulator made
 
 
 @dataclass(frozen=True)

@@ -11,14 +11,18 @@ from gemflow.cli.app import DEFAULT_WORKFLOW, cache_dir_option, cli
 from gemflow.errors import Problem, WorkflowError
 
 _emulator_option = click.option(
-    "--emulator", is_flag=True, help="The takes made on the emulator (its own lock file)."
+    "--emulator",
+    is_flag=True,
+    help="The takes made on the emulator (its own lock file); the default when it is the only one.",
 )
 
 
 def _lock(wf: Any, emulator: bool) -> Any:
-    from gemflow.engine.outputs import EMULATED, load_lock
+    """The lock file: the emulator's with ``--emulator``, or when it is the only one."""
+    from gemflow.engine.outputs import EMULATED, load_lock, lock_path
 
-    return load_lock(wf, EMULATED if emulator else None)
+    only = not wf.lock_path.is_file() and lock_path(wf, EMULATED).is_file()
+    return load_lock(wf, EMULATED if emulator or only else None)
 
 
 def _workflow_and_step(args: tuple[str, ...], usage: str) -> tuple[Path, str]:

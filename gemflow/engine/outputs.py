@@ -21,7 +21,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from gemflow.cache.lockfile import LockEntry, LockFile
+from gemflow.cache.lockfile import EMULATOR_LOCK, LockEntry, LockFile
 from gemflow.fileio import DigestMemo
 from gemflow.workflow import Step, Workflow
 
@@ -36,7 +36,7 @@ def lock_path(workflow: Workflow, service: str | None) -> Path:
     """The lock file a run on ``service`` keeps: the emulator's entries never replace the real
     ones (``wf.emulator.lock`` beside ``wf.lock``)."""
     main = workflow.lock_path
-    return main.with_suffix(".emulator.lock") if is_emulated(service) else main
+    return main.with_suffix(EMULATOR_LOCK) if is_emulated(service) else main
 
 
 def load_lock(workflow: Workflow, service: str | None) -> LockFile:
@@ -119,9 +119,9 @@ class OutputGuard:
     def others(self) -> dict[str, tuple[str, str, str]]:
         """Outputs other workflows in this folder record: path -> (step, digest, lock file)."""
         found: dict[str, tuple[str, str, str]] = {}
-        own = {self.workflow.lock_path, self.workflow.lock_path.with_suffix(".emulator.lock")}
+        own = {self.workflow.lock_path, self.workflow.lock_path.with_suffix(EMULATOR_LOCK)}
         for path in sorted(self.workflow.root.glob("*.lock")):
-            if path in own or path.name.endswith(".emulator.lock"):
+            if path in own or path.name.endswith(EMULATOR_LOCK):
                 continue
             for sid, entry in LockFile.load(path).entries.items():
                 found.setdefault(entry.output, (sid, entry.digest, path.name))

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gemflow.cache.lockfile import LockEntry, LockFile
+from gemflow.cache.lockfile import EMULATOR_LOCK, LockEntry, LockFile
 from gemflow.errors import EXIT_USAGE, GemflowError
 from gemflow.fileio import hash_file
 from gemflow.workflow.instances import parse_selector
@@ -70,18 +70,20 @@ class Record:
 
 
 def workflow_for(lock: Path) -> Path:
-    """The workflow a lock file belongs to: ``x.yaml`` (or ``x.yml``) beside ``x.lock``."""
-    yml = lock.with_suffix(".yml")
-    return (
-        yml
-        if yml.is_file() and not lock.with_suffix(".yaml").is_file()
-        else lock.with_suffix(".yaml")
-    )
+    """The workflow a lock file belongs to: ``x.yaml`` (or ``x.yml``) beside ``x.lock`` or
+    ``x.emulator.lock``."""
+    stem = lock.name.removesuffix(EMULATOR_LOCK).removesuffix(".lock")
+    yaml, yml = lock.parent / f"{stem}.yaml", lock.parent / f"{stem}.yml"
+    return yml if yml.is_file() and not yaml.is_file() else yaml
 
 
 def lock_of(workflow: Path) -> LockFile:
-    """The lock file of ``workflow``; ``NotRecorded`` when there is none."""
-    lock = LockFile.load(workflow.with_suffix(".lock"))
+    """The lock file of ``workflow`` (its emulator runs' when that is the only one);
+    ``NotRecorded`` when there is none."""
+    path = workflow.with_suffix(".lock")
+    if not path.is_file() and workflow.with_suffix(EMULATOR_LOCK).is_file():
+        path = workflow.with_suffix(EMULATOR_LOCK)
+    lock = LockFile.load(path)
     if lock.problem:
         raise NotRecorded(lock.problem)
     if lock.signature is None:
