@@ -115,3 +115,17 @@ def test_a_workflow_never_run_has_nothing_to_remove(project: Project) -> None:
 def test_a_missing_workflow_exits_2(project: Project) -> None:
     result = project.cli("clean", str(project.root / "nope.yaml"), expect=2)
     assert result.stderr.strip() == f"error: {project.root / 'nope.yaml'}: no such workflow file"
+
+
+def test_what_runs_on_the_built_in_emulator_made_is_removed_too(project: Project) -> None:
+    """``--emulator`` runs record their outputs in ``wf.emulator.lock``."""
+    project.add_photo()
+    project.write(WORKFLOW)
+    project.cli("run", str(project.workflow), "--emulator")
+    assert not (project.root / "wf.lock").exists()
+    made = sorted(p.name for p in (project.root / "out").rglob("*") if p.is_file())
+    result = project.cli("clean", str(project.workflow))
+    assert f"removed {len(made)} files" in result.stdout
+    assert not (project.root / "out").exists()
+    again = project.cli("run", str(project.workflow), "--emulator", "--json")
+    assert {s["status"] for s in json.loads(again.stdout)["steps"]} == {"restore", "cached"}

@@ -1,9 +1,9 @@
 """Remove the outputs a workflow made, and nothing else.
 
-A file is removed only when its workflow's lock file records it, as an output or an attachment,
-with the digest it has on disk: a file edited since gemflow wrote it is kept, and said so. Folders
-that this leaves empty go too. The cache is not touched, so ``gemflow run`` restores every output
-without an API call.
+A file is removed only when its workflow's lock file (or the lock file of its runs on the
+emulator, ``x.emulator.lock``) records it, as an output or an attachment, with the digest it has
+on disk: a file edited since gemflow wrote it is kept, and said so. Folders that this leaves empty
+go too. The cache is not touched, so ``gemflow run`` restores every output without an API call.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gemflow.cache.lockfile import LockFile
+from gemflow.cache.lockfile import EMULATOR_LOCK, LockFile
 from gemflow.errors import EXIT_USAGE, GemflowError
 from gemflow.fileio import hash_file
 
@@ -37,13 +37,14 @@ def clean(workflow: Path, *, dry_run: bool = False, allow_outside: bool = False)
     """Remove the files ``workflow``'s lock file records, where they are as recorded."""
     if not workflow.is_file():
         raise CleanError(f"{workflow}: no such workflow file")
-    lock = LockFile.load(workflow.with_suffix(".lock"))
-    if lock.problem:
-        raise CleanError(lock.problem)
+    locks = [LockFile.load(workflow.with_suffix(s)) for s in (".lock", EMULATOR_LOCK)]
+    for lock in locks:
+        if lock.problem:
+            raise CleanError(lock.problem)
     root = workflow.absolute().parent
-    result = Cleaned(locked=lock.signature is not None)
+    result = Cleaned(locked=any(lock.signature is not None for lock in locks))
     gone: set[Path] = set()
-    for rel, expected in _recorded(lock):
+    for rel, expected in _recorded(locks):
         path = Path(os.path.normpath(root / rel))
         why = _unsafe(root, rel, path, allow_outside)
         if why is None and not os.path.lexists(path):
@@ -51,7 +52,7 @@ def clean(workflow: Path, *, dry_run: bool = False, allow_outside: bool = False)
             continue
         if why is None and not path.is_file():
             why = "not a regular file"
-        elif why is None and hash_file(path) != expected:
+        elif why is None and hash_file(path) not in expected:
             why = "differs from the lock file (edited since gemflow wrote it?)"
         if why is not None:
             result.kept.append((rel, why))
@@ -65,17 +66,19 @@ def clean(workflow: Path, *, dry_run: bool = False, allow_outside: bool = False)
     return result
 
 
-def _recorded(lock: LockFile) -> list[tuple[str, str]]:
-    """(file relative to the workflow's folder, its digest) for every output and attachment."""
-    files = []
-    for entry in lock.entries.values():
-        if entry.refused or not entry.digest:
-            continue  # an expected refusal made no file
-        files.append((entry.output, entry.digest))
-        folder = os.path.dirname(entry.output)
-        for name, digest in sorted(entry.attachments.items()):
-            files.append((Path(folder, name).as_posix(), digest))
-    return sorted(dict(files).items())
+def _recorded(locks: list[LockFile]) -> list[tuple[str, set[str]]]:
+    """(file relative to the workflow's folder, the digests it was written with) for every
+    output and attachment of ``locks``."""
+    files: dict[str, set[str]] = {}
+    for lock in locks:
+        for entry in lock.entries.values():
+            if entry.refused or not entry.digest:
+                continue  # an expected refusal made no file
+            files.setdefault(entry.output, set()).add(entry.digest)
+            folder = os.path.dirname(entry.output)
+            for name, digest in sorted(entry.attachments.items()):
+                files.setdefault(Path(folder, name).as_posix(), set()).add(digest)
+    return sorted(files.items())
 
 
 def _unsafe(root: Path, rel: str, path: Path, allow_outside: bool) -> str | None:
