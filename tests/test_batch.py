@@ -446,6 +446,20 @@ def test_a_batch_run_takes_what_a_plain_run_is_making_instead_of_submitting_it(
     assert slow_emulator.batches() == [] and paid(slow_emulator) == 6
 
 
+def test_an_auto_run_does_not_send_again_what_a_plain_run_is_sending(
+    tmp_path: Path, slow_emulator: Emulator
+) -> None:
+    """A small group goes interactively with --batch=auto: not for steps another run sends."""
+    (tmp_path / "wf.yaml").write_text(many(6))
+    making, auto = beside(
+        lambda: plain_run(tmp_path, slow_emulator, jobs=6),
+        lambda: run(tmp_path, slow_emulator, settings=AUTO),
+    )
+    assert statuses(making) == {"run": 6}
+    assert auto.ok and sum(statuses(auto).values()) == 6
+    assert paid(slow_emulator) == 6
+
+
 def test_a_plain_run_leaves_what_a_batch_job_took_meanwhile_pending(
     tmp_path: Path, slow_emulator: Emulator
 ) -> None:

@@ -575,11 +575,6 @@ class BatchExecutor:
             # asked while placing, so that such a run either finds our job or is left alone.
             taken_by_others = functools.cache(lambda p: self.hooks.taken(p.job))
             for model, targets in fresh.items():
-                if self.settings.mode == "collect" or (
-                    self.settings.mode == "auto" and len(targets) < self.limits.min_group
-                ):
-                    now.update(targets)
-                    continue
                 for key, items in list(targets.items()):
                     taken = [item for item in items if taken_by_others(item[0])]
                     for p, index in taken:
@@ -588,7 +583,11 @@ class BatchExecutor:
                         del targets[key]
                     else:
                         targets[key] = [item for item in items if item not in taken]
-                if targets:
+                if self.settings.mode == "collect" or (
+                    self.settings.mode == "auto" and len(targets) < self.limits.min_group
+                ):
+                    now.update(targets)
+                elif targets:
                     jobs += self._submit_all(model, targets)
             return jobs, now, list(elsewhere.items())
 
