@@ -460,6 +460,20 @@ def test_an_auto_run_does_not_send_again_what_a_plain_run_is_sending(
     assert paid(slow_emulator) == 6
 
 
+def test_a_plain_run_takes_what_an_auto_run_is_sending(
+    tmp_path: Path, slow_emulator: Emulator
+) -> None:
+    """--batch=auto sends a small group at once, holding each step's key as a plain run does."""
+    (tmp_path / "wf.yaml").write_text(many(6))
+    auto, making = beside(
+        lambda: run(tmp_path, slow_emulator, settings=AUTO),
+        lambda: plain_run(tmp_path, slow_emulator, jobs=6),
+    )
+    assert statuses(auto) == {"run": 6}
+    assert making.ok and sum(statuses(making).values()) == 6
+    assert paid(slow_emulator) == 6
+
+
 def test_a_plain_run_leaves_what_a_batch_job_took_meanwhile_pending(
     tmp_path: Path, slow_emulator: Emulator
 ) -> None:

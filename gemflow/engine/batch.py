@@ -157,6 +157,8 @@ class Hooks(Protocol):
 
     def made_elsewhere(self, job: Any) -> StepOutput | None: ...
 
+    def key_lock(self, job: Any) -> contextlib.AbstractContextManager[None]: ...
+
 
 class _More(Exception):
     """The exchange asks for more calls: another pass."""
@@ -800,25 +802,33 @@ class BatchExecutor:
         return [self._calls.submit(self._send, p, calls, more) for p, calls in by_step.items()]
 
     def _send(self, p: _Pending, calls: Sequence[tuple[int, list[Item]]], more: list) -> None:
+        """Send ``p``'s ``calls`` holding its key's lock, as a plain run would: a run that is
+        making the same result meanwhile is waited for, and its result taken."""
         with self._lock:
             self._sending.add(p)
         try:
-            for index, others in calls:
-                call = self._call(p, index)
-                if call is None:  # settled meanwhile (or its inputs are gone): an equal step asks
-                    if others:
-                        (q, other), rest = others[0], others[1:]
-                        self._send(q, [(other, rest)], more)
-                    continue
-                try:
-                    answer = p.job.ctx.send(call)
-                except BaseException as exc:
-                    for q, _ in [(p, index), *others]:
-                        self._fail(q, exc)
-                    continue
-                self._deliver(p, index, answer, more)
-                for q, other in others:
-                    self._deliver(q, other, answer, more, sent=0)
+            asking: list[tuple[_Pending, list[tuple[int, list[Item]]]]] = []
+            with self.hooks.key_lock(p.job):
+                if (made := self.hooks.reuse(p.job)) is not None:
+                    self._succeed(p, made)
+                for index, others in calls:
+                    call = self._call(p, index)
+                    if call is None:  # settled meanwhile (or its inputs are gone): an equal
+                        if others:  # step asks, once this key's lock is let go of
+                            (q, other), rest = others[0], others[1:]
+                            asking.append((q, [(other, rest)]))
+                        continue
+                    try:
+                        answer = p.job.ctx.send(call)
+                    except BaseException as exc:
+                        for q, _ in [(p, index), *others]:
+                            self._fail(q, exc)
+                        continue
+                    self._deliver(p, index, answer, more)
+                    for q, other in others:
+                        self._deliver(q, other, answer, more, sent=0)
+            for q, their_calls in asking:
+                self._send(q, their_calls, more)
         finally:
             with self._lock:
                 self._sending.discard(p)

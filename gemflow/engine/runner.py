@@ -592,7 +592,7 @@ class Runner:
     def _execute(self, job: _Job) -> StepOutput:
         """On a worker thread: run the step, holding its key's lock so that two gemflow processes
         never pay for one result: the second waits, then takes the first one's result."""
-        with self.store.lock(job.key, cancelled=self._interrupted.is_set):
+        with self.key_lock(job):
             if not job.forced and (reused := self._reuse(job)) is not None:
                 return reused
             if job.step.uses_api and not job.forced:  # another run's batch job may hold it now
@@ -645,8 +645,12 @@ class Runner:
 
     def made_elsewhere(self, job: _Job) -> StepOutput | None:
         """Once the run that holds ``job``'s key lets go of it: the result it made, if any."""
-        with self.store.lock(job.key, cancelled=self._interrupted.is_set):
+        with self.key_lock(job):
             return self._reuse(job)
+
+    def key_lock(self, job: _Job) -> contextlib.AbstractContextManager[None]:
+        """``job``'s key lock, across processes: held while its result is made."""
+        return self.store.lock(job.key, cancelled=self._interrupted.is_set)
 
     def keep(self, job: _Job, outcome: Callable[[], StepOutput]) -> StepOutput:
         """Run ``outcome`` (the kind's work), then store and write its result; a refusal is
