@@ -135,3 +135,39 @@ def test_the_run_s_own_report_lists_its_jobs(project: Project) -> None:
     project.run("--batch", *FAST, "--report", str(report))
     html = report.read_text()
     assert 'id="batch"' in html and "succeeded" in html and "batch job pending" not in html
+
+
+# -- gemflow batch resume | cancel ------------------------------------------------------------------
+
+
+def test_resume_takes_run_s_options_and_collects(project: Project) -> None:
+    project.write(many(3))
+    project.run("--batch", "--detach")
+    wf, url = str(project.workflow), project.emulator.url
+    result = project.cli("batch", "resume", wf, "--base-url", url, *FAST, "--json")
+    doc = json.loads(result.stdout)
+    assert doc["ok"] is True and doc["totals"]["steps"]["run"] == 3
+    assert project.calls() == [] and len(project.emulator.batches()) == 1  # collected, not sent
+    assert project.cli("batch", "status", wf).stdout.strip() == "no batch jobs pending"
+
+
+def test_cancel_cancels_the_jobs_of_the_endpoint_it_is_given_and_names_the_others(
+    project: Project, faults: BatchFaults
+) -> None:
+    faults.push_job("stuck_running")
+    project.write(many(2))
+    project.run("--batch", "--detach")
+    wf, url = str(project.workflow), project.emulator.url
+    assert f"  on {url}" in project.cli("batch", "status", wf).stdout
+    wrong = project.cli("batch", "cancel", wf, expect=3)  # Google's API: not where it went
+    assert "0 jobs cancelled" in wrong.stdout
+    assert f"1 job left: sent to {url}, not google; cancel with --base-url {url}" in wrong.stderr
+    assert "Traceback" not in wrong.output
+    [job] = project.emulator.batches()
+    assert job.state == "RUNNING"
+    done = project.cli("batch", "cancel", wf, "--base-url", url)
+    assert f"cancelled {job.name}" in done.stdout and "1 job cancelled" in done.stdout
+    assert [j.state for j in project.emulator.batches()] == ["CANCELLED"]
+    assert project.cli("batch", "status", wf).stdout.strip() == "no batch jobs pending"
+    again = project.run_json()  # the next run asks again, interactively
+    assert again["totals"]["steps"]["run"] == 2 and len(project.calls()) == 2

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from gemflow.engine.ledger import Ledger
 
 from gemflow.cli.app import cache_dir_option, cli
+from gemflow.providers.base import GOOGLE, service_name
 
 
 @cli.group()
@@ -53,9 +54,10 @@ def status(workflow: Path, cache_dir: Path | None, as_json: bool) -> None:
         state = record.state.removeprefix("JOB_STATE_").lower()
         steps = record.report().steps
         shown = ", ".join(steps[:5]) + (f" and {len(steps) - 5} more" if len(steps) > 5 else "")
+        where = f"  on {record.service}" if record.service not in (None, GOOGLE) else ""
         click.echo(
             f"{record.job or '(not created)'}  {record.model}  {len(record.keys)} requests  "
-            f"{state}  submitted {hours:.1f} h ago" + (f"  steps: {shown}" if steps else "")
+            f"{state}  submitted {hours:.1f} h ago{where}" + (f"  steps: {shown}" if steps else "")
         )
     click.echo(
         f"{len(records)} job{'s' * (len(records) != 1)} pending: gemflow run {workflow} collects "
@@ -63,14 +65,16 @@ def status(workflow: Path, cache_dir: Path | None, as_json: bool) -> None:
     )
 
 
-@batch.command()
-@click.argument("workflow", type=click.Path(path_type=Path, dir_okay=False))
+@batch.command(context_settings={"ignore_unknown_options": True})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED, metavar="WORKFLOW [RUN OPTIONS]...")
 @click.pass_context
-def resume(ctx: click.Context, workflow: Path) -> None:
-    """Collect the answers of finished jobs and go on (gemflow run WORKFLOW --batch)."""
+def resume(ctx: click.Context, args: tuple[str, ...]) -> None:
+    """Wait for the pending jobs, collect their answers and go on: gemflow run WORKFLOW --batch,
+    with any of run's options (--base-url, --emulator, --json, --batch=auto, ...)."""
     from gemflow.cli.run import run
 
-    ctx.invoke(run, names=(str(workflow),), batch=True)
+    with run.make_context("run", ["--batch", *args], parent=ctx) as sub:
+        run.invoke(sub)
 
 
 @batch.command()
@@ -85,9 +89,31 @@ def cancel(workflow: Path, cache_dir: Path | None, emulator: bool, base_url: str
     ledger = _ledger(workflow, cache_dir)
     records = [r for r in ledger.records() if r.job]
     with open_session(workflow, emulator=emulator, base_url=base_url, cache="memory:") as session:
+        service = service_name(session.connection.service)
+        elsewhere = [r for r in records if r.service not in (None, service)]
         for record in records:
+            if record in elsewhere:
+                continue
             assert record.job is not None
             session.connection.batches(record.model).cancel(record.job)
             ledger.remove(record.display_name)
             click.echo(f"cancelled {record.job}")
-    click.echo(f"{len(records)} job{'s' * (len(records) != 1)} cancelled")
+    cancelled = len(records) - len(elsewhere)
+    click.echo(f"{cancelled} job{'s' * (cancelled != 1)} cancelled")
+    if elsewhere:
+        from gemflow.errors import ConfigError
+
+        where = sorted({str(r.service) for r in elsewhere})
+        raise ConfigError(
+            f"{len(elsewhere)} job{'s' * (len(elsewhere) != 1)} left: sent to "
+            f"{', '.join(where)}, not {service}; cancel with {_reaching(where[0])}"
+        )
+
+
+def _reaching(service: str) -> str:
+    """The option that sends to ``service``."""
+    if service == GOOGLE:
+        return "neither --emulator nor --base-url"
+    if service == "emulator":
+        return "--emulator"
+    return f"--base-url {service}"

@@ -51,7 +51,7 @@ from gemflow.engine.ledger import Ledger, Record, display_name
 from gemflow.errors import ApiError, GemflowError, StepError
 from gemflow.kinds.base import ApiKind, Call, StepOutput
 from gemflow.models import estimated_tokens
-from gemflow.providers.base import ApiResponse
+from gemflow.providers.base import ApiResponse, service_name
 from gemflow.providers.connection import Connection
 
 BATCH_PRICE = 0.5  # the Batch API bills half of the interactive price
@@ -612,7 +612,8 @@ class BatchExecutor:
     def _submit(self, batches: Any, model: str, targets: Targets) -> _Open | None:
         name = display_name(model, targets)
         steps = {p.job.key: p.job.step.id for items in targets.values() for p, _ in items}
-        record = Record(name, model, sorted(targets), steps=steps)
+        service = service_name(self.connection.service)
+        record = Record(name, model, sorted(targets), steps=steps, service=service)
         self.ledger.put(record)  # before create: a run that dies now adopts the job later
         try:
             job = batches.submit(model, self._requests(targets), name)

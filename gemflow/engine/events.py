@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from gemflow.engine.reasons import Reason, describe
-from gemflow.providers.base import JOB_ENDED
+from gemflow.providers.base import JOB_ENDED, service_name
 
 
 class Status(StrEnum):
@@ -130,7 +130,7 @@ class RunSummary:
         return {
             "workflow": self.workflow,
             "dry_run": self.dry_run,
-            "service": self.service or "google",
+            "service": service_name(self.service),
             "ok": self.ok,
             "interrupted": self.interrupted,
             "steps": [s.to_json() for s in self.steps],

@@ -35,6 +35,7 @@ class Record:
     state: str = "RECORDED"  # JOB_STATE_... once known
     created: float = field(default_factory=time.time)
     steps: dict[str, str] = field(default_factory=dict)  # step key -> step id, of its requests
+    service: str | None = None  # where it was sent (``service_name``); None: not recorded
 
     def step_keys(self) -> set[str]:
         """The keys of the steps whose requests the job holds (a record written by an older

@@ -16,6 +16,14 @@ from typing import Any, Protocol
 # allows for slow answers while a dead connection still fails, and is retried, within minutes.
 DEFAULT_TIMEOUT = 180.0
 
+GOOGLE = "google"  # Google's own API, as runs name it (its keys record no service)
+
+
+def service_name(service: str | None) -> str:
+    """A connection's service as people read it: Google's API has none in the keys."""
+    return service or GOOGLE
+
+
 # The states that end a Batch API job; it is pending in any other.
 JOB_ENDED = frozenset(
     {"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"}
