@@ -15,13 +15,15 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from gemflow.cache.local import cache_location
-from gemflow.cache.store import ResultStore, open_store
+from gemflow.cache.store import ResultStore, open_store, store_folder
 from gemflow.cache.tiered import TieredStore, remote_settings
 from gemflow.engine.events import Event, RunSummary
 from gemflow.engine.runner import RunOptions, run_workflow
 from gemflow.interrupts import deferred
 from gemflow.providers.connection import Connection
 from gemflow.workflow import Workflow
+
+EMULATOR_TAKES = "emulator-takes.json"  # in the cache folder: see gemflow.emulator.takes
 
 
 @dataclass(frozen=True)
@@ -83,12 +85,17 @@ def open_session(
     else:
         path, settings = Path(workflow), {}
     shared = remote_settings(remote, push, settings)
+    location = cache_location(path, cache)
     if emulator or rewrite:
-        connection = Connection.emulator(rewrite=rewrite, retries=retries, rpm=rpm)
+        folder = store_folder(location)  # the built-in emulator's takes go on from run to run
+        takes = None if folder is None else folder / EMULATOR_TAKES
+        connection = Connection.emulator(
+            rewrite=rewrite, retries=retries, rpm=rpm, takes_file=takes
+        )
     else:
         connection = Connection.google(api_key=api_key, base_url=base_url, retries=retries, rpm=rpm)
     with _closed_whole(connection):
-        store = open_store(cache_location(path, cache))
+        store = open_store(location)
         if shared.url is not None:
             store = TieredStore(store, shared.url, push=shared.push, options=remote_options)
         with _closed_whole(store):

@@ -249,6 +249,29 @@ def test_identical_seeded_requests_get_the_same_picture(client: genai.Client) ->
     assert final_image(generate(client, "Same", seed=8)) != first
 
 
+def test_takes_kept_in_a_file_go_on_in_the_next_emulator(
+    tmp_path: Path,
+    start_emulator: Callable[..., Emulator],
+    connect: Callable[..., genai.Client],
+) -> None:
+    """The built-in emulator keeps its takes in the cache folder: its runs are one service."""
+    kept = tmp_path / "cache" / "emulator-takes.json"
+    first = start_emulator(takes_file=kept)
+    take_1 = final_image(generate(connect(first), "Same"))
+    first.stop()
+    assert json.loads(kept.read_text())["format"] == 1
+    take_2 = final_image(generate(connect(start_emulator(takes_file=kept)), "Same"))
+    assert take_2 != take_1
+    assert final_image(generate(connect(start_emulator()), "Same")) == take_1  # no file: afresh
+    kept.write_text("{not json")
+    damaged = start_emulator(takes_file=kept)
+    assert final_image(generate(connect(damaged), "Same")) == take_1
+    mtime = kept.stat().st_mtime_ns
+    unasked = start_emulator(takes_file=kept)
+    unasked.stop()
+    assert kept.stat().st_mtime_ns == mtime  # nothing asked: nothing written
+
+
 def test_without_varied_takes_identical_requests_get_identical_bytes(
     start_emulator: Callable[..., Emulator], connect: Callable[..., genai.Client]
 ) -> None:

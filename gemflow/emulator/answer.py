@@ -69,7 +69,7 @@ class Answerer:
         self.stopping = stopping
         self.vary_takes = vary_takes
         self._drawn = DrawnTexts()
-        self._takes = Takes()
+        self.takes = Takes()
         self._asked = Takes()  # identical requests so far, for the habits that vary (rewrite.py)
 
     def answer(
@@ -196,7 +196,7 @@ class Answerer:
         """``scene`` as the next take of its request (see ``takes.py``): seeded ones stay 1."""
         if not self.vary_takes or scene.seed is not None:
             return scene
-        return replace(scene, take=self._takes.next(scene.digest))
+        return replace(scene, take=self.takes.next(scene.digest))
 
     def _text_answer(self, info: ModelInfo, request: GenerateRequest) -> dict[str, Any]:
         drawn = self._drawn.read_back(request.images)

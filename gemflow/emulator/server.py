@@ -304,7 +304,8 @@ class Emulator:
 
     Like a real model, it answers the n-th identical image request with a new picture, take n
     (see :mod:`gemflow.emulator.takes`); requests with a ``seed`` always get the same one.
-    ``vary_takes=False`` answers every identical request with take 1, the same bytes.
+    ``vary_takes=False`` answers every identical request with take 1, the same bytes. With
+    ``takes_file``, the counts are read from that file when it starts and kept there when it stops.
 
     It runs batch jobs (``client.batches``) in threads of its own, with the timings and faults of
     ``batch_faults`` (a :class:`~gemflow.emulator.batch_faults.BatchFaults`); :meth:`batches`
@@ -327,12 +328,14 @@ class Emulator:
         vary_takes: bool = True,
         batch_faults: BatchFaults | None = None,
         max_file_bytes: int = MAX_FILE_BYTES,
+        takes_file: Path | None = None,
     ) -> None:
         if scale <= 0:
             raise ValueError(f"scale must be positive, got {scale}")
         self.host = host
         self.port = port
         self.log_path = Path(log_path) if log_path is not None else None
+        self.takes_file = takes_file
         self._stopping = threading.Event()
         self._answerer = Answerer(
             faults=faults if faults is not None else Faults(),
@@ -406,6 +409,8 @@ class Emulator:
             if self._server is not None:
                 raise RuntimeError("the emulator is already running")
             self._stopping.clear()
+            if self.takes_file is not None:
+                self._answerer.takes.load(self.takes_file)
             server = _Server((self.host, self.port), self._service, self._log)
             if self.log_path is not None:
                 self._log.open(self.log_path)
@@ -434,6 +439,8 @@ class Emulator:
             self._files.close()
             self._server = self._thread = None
             self._log.close()
+            if self.takes_file is not None:
+                self._answerer.takes.save(self.takes_file)
 
     def serve_forever(self) -> None:
         """Serve until :meth:`stop` is called from another thread or Ctrl-C; then stop."""

@@ -9,16 +9,22 @@ always drawn.
 
 Requests that set a ``seed`` are not counted: with the same seed the real service answers much the
 same picture again, and a seeded request is how a user asks for that, so every one is take 1.
-Counts live as long as the emulator (a built-in one lives for one run); only image answers count,
-not faults or retries; the oldest of very many scenes are forgotten, and start again at take 1.
+Counts live as long as the emulator, or in a file (``load``/``save``: the built-in emulator keeps
+them in the cache folder, so that its runs are one service, as Google's are: a variant asked for
+in a later run is not the picture an earlier run got); only image answers count, not faults or
+retries; the oldest of very many scenes are forgotten, and start again at take 1.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import threading
 from collections import OrderedDict
+from pathlib import Path
 
 _MEMORY_LIMIT = 20_000
+_FORMAT = 1
 
 
 class Takes:
@@ -28,12 +34,37 @@ class Takes:
         self._counts: OrderedDict[bytes, int] = OrderedDict()
         self._limit = limit
         self._lock = threading.Lock()
+        self.changed = False
+
+    def load(self, path: Path) -> None:
+        """Go on from the counts saved in ``path``; a missing or damaged file starts afresh."""
+        try:
+            saved = json.loads(path.read_text(encoding="utf-8"))
+            counts = saved["takes"] if saved.get("format") == _FORMAT else {}
+            loaded = [(bytes.fromhex(scene), int(take)) for scene, take in counts.items()]
+        except (OSError, ValueError, TypeError, AttributeError, KeyError):
+            return
+        with self._lock:
+            self._counts = OrderedDict(loaded[-self._limit :])
+
+    def save(self, path: Path) -> None:
+        """Keep the counts in ``path`` (written whole or not at all), if any changed."""
+        from gemflow.fileio import write_atomic
+
+        with self._lock:
+            if not self.changed:
+                return
+            counts = {scene.hex(): take for scene, take in self._counts.items()}
+            self.changed = False
+        with contextlib.suppress(OSError):  # a read-only or full cache: take 1 next time
+            write_atomic(path, json.dumps({"format": _FORMAT, "takes": counts}).encode())
 
     def next(self, digest: bytes) -> int:
         """The take number of one more request for the scene with ``digest``: 1, 2, 3..."""
         with self._lock:
             take = self._counts.get(digest, 0) + 1
             self._counts[digest] = take
+            self.changed = True
             self._counts.move_to_end(digest)
             while len(self._counts) > self._limit:
                 self._counts.popitem(last=False)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from gemflow.providers.base import Provider
@@ -79,9 +80,11 @@ class Connection:
         rewrite: str | None = None,
         retries: int | None = None,
         rpm: float | None = None,
+        takes_file: Path | None = None,
     ) -> Connection:
         """gemflow's emulator at ``url``; without one, a built-in emulator started when a request
-        first needs it (a fully cached run starts nothing) and stopped when the run ends."""
+        first needs it (a fully cached run starts nothing) and stopped when the run ends; it
+        keeps its takes in ``takes_file`` (see ``gemflow.emulator.takes``)."""
         service = emulator_service(rewrite)
         started: list = []
         lock = threading.Lock()
@@ -93,7 +96,7 @@ class Connection:
                 if not started:
                     from gemflow.emulator import Emulator
 
-                    started.append(Emulator(rewrite=rewrite).start())
+                    started.append(Emulator(rewrite=rewrite, takes_file=takes_file).start())
                 return str(started[0].url)
 
         def make(api: str) -> Provider:
