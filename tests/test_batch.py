@@ -474,6 +474,23 @@ def test_a_plain_run_takes_what_an_auto_run_is_sending(
     assert paid(slow_emulator) == 6
 
 
+def test_a_plain_run_does_not_wait_while_another_run_uploads_its_jobs(
+    tmp_path: Path, batch_emulator: Emulator
+) -> None:
+    """A run uploading jobs holds ``placing``; a plain run waits only for ``recording``."""
+    (tmp_path / "wf.yaml").write_text(many(2))
+    summaries: list[RunSummary] = []
+    with Ledger(tmp_path / "cache" / "batches").placing():
+        beside_it = threading.Thread(
+            target=lambda: summaries.append(plain_run(tmp_path, batch_emulator, jobs=2))
+        )
+        beside_it.start()
+        beside_it.join(timeout=60)  # not a speed check: without the fix it waits for ever
+        finished = not beside_it.is_alive()
+    beside_it.join()
+    assert finished and statuses(summaries[0]) == {"run": 2}
+
+
 def test_a_plain_run_leaves_what_a_batch_job_took_meanwhile_pending(
     tmp_path: Path, slow_emulator: Emulator
 ) -> None:

@@ -573,50 +573,58 @@ class BatchExecutor:
                         fresh.setdefault(record.model, {}).setdefault(key, []).extend(items)
             now: Targets = {}
             elsewhere: dict[_Pending, list[Item]] = {}
+            recorded: list[tuple[Record, Targets]] = []
             # Whether another run is making a step's result, or made it since the step started:
-            # asked while placing, so that such a run either finds our job or is left alone.
+            # asked while recording, so that such a run either finds our job or is left alone.
             taken_by_others = functools.cache(lambda p: self.hooks.taken(p.job))
-            for model, targets in fresh.items():
-                for key, items in list(targets.items()):
-                    taken = [item for item in items if taken_by_others(item[0])]
-                    for p, index in taken:
-                        elsewhere.setdefault(p, []).append((p, index))
-                    if len(taken) == len(items):
-                        del targets[key]
-                    else:
-                        targets[key] = [item for item in items if item not in taken]
-                if self.settings.mode == "collect" or (
-                    self.settings.mode == "auto" and len(targets) < self.limits.min_group
-                ):
-                    now.update(targets)
-                elif targets:
-                    jobs += self._submit_all(model, targets)
+            with self.ledger.recording(cancelled=self._stop.is_set):
+                for model, targets in fresh.items():
+                    for key, items in list(targets.items()):
+                        taken = [item for item in items if taken_by_others(item[0])]
+                        for p, index in taken:
+                            elsewhere.setdefault(p, []).append((p, index))
+                        if len(taken) == len(items):
+                            del targets[key]
+                        else:
+                            targets[key] = [item for item in items if item not in taken]
+                    if self.settings.mode == "collect" or (
+                        self.settings.mode == "auto" and len(targets) < self.limits.min_group
+                    ):
+                        now.update(targets)
+                    elif targets:
+                        recorded += self._record_all(model, targets)
+            for record, targets in recorded:  # uploaded once recorded: see Ledger.recording
+                opened = self._submit(record, targets)
+                if opened is not None:
+                    jobs.append(opened)
             return jobs, now, list(elsewhere.items())
 
-    def _submit_all(self, model: str, targets: Targets) -> list[_Open]:
+    def _record_all(self, model: str, targets: Targets) -> list[tuple[Record, Targets]]:
         """New jobs for ``targets``, cut to the limits (in the order of their keys: the same
-        requests make the same jobs)."""
-        batches = self.connection.batches(model)
+        requests make the same jobs), each recorded before it is created: a run that dies
+        before learning a job's name adopts the job later."""
+        self.connection.batches(model)  # no Batch API (or no key): said before recording
 
         def size(key: str) -> tuple[int, int]:
             p, index = targets[key][0]
             return p.sizes.get(index, (0, 0))
 
-        jobs = []
-        for keys in chunked(sorted(targets), self.limits, size):
-            opened = self._submit(batches, model, {key: targets[key] for key in keys})
-            if opened is not None:
-                jobs.append(opened)
-        return jobs
-
-    def _submit(self, batches: Any, model: str, targets: Targets) -> _Open | None:
-        name = display_name(model, targets)
-        steps = {p.job.key: p.job.step.id for items in targets.values() for p, _ in items}
         service = service_name(self.connection.service)
-        record = Record(name, model, sorted(targets), steps=steps, service=service)
-        self.ledger.put(record)  # before create: a run that dies now adopts the job later
+        recorded = []
+        for keys in chunked(sorted(targets), self.limits, size):
+            chunk = {key: targets[key] for key in keys}
+            steps = {p.job.key: p.job.step.id for items in chunk.values() for p, _ in items}
+            name = display_name(model, chunk)
+            record = Record(name, model, sorted(chunk), steps=steps, service=service)
+            self.ledger.put(record)
+            recorded.append((record, chunk))
+        return recorded
+
+    def _submit(self, record: Record, targets: Targets) -> _Open | None:
+        """Upload and create the recorded job for ``targets``; record its name."""
+        batches = self.connection.batches(record.model)
         try:
-            job = batches.submit(model, self._requests(targets), name)
+            job = batches.submit(record.model, self._requests(targets), record.display_name)
         except GemflowError as exc:  # not created, or not known to be: the next run looks
             for items in targets.values():
                 for p, _ in items:
@@ -624,7 +632,7 @@ class BatchExecutor:
             return None
         record.job, record.state = job.name, job.state
         self.ledger.put(record)
-        self.notify(f"batch job {job.name}: {len(targets)} requests to {model}")
+        self.notify(f"batch job {job.name}: {len(targets)} requests to {record.model}")
         self.tell(record.report())
         return _Open(batches, job, record, targets)
 

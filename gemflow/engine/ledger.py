@@ -5,7 +5,8 @@ requests pending finds the same name. The record is written *before* the job is 
 the job's name right after; a run that finds a record resumes that job, or adopts it from the
 service's list by display name if the run that created it died before learning its name. Runs
 (and rounds of one run) place requests one at a time (``Ledger.placing``), so two of them never
-both find a request unheld and both submit it.
+both find a request unheld and both submit it; a run about to send a step itself waits only
+while another decides and records its jobs (``Ledger.recording``), not while it uploads them.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from gemflow.fileio import held, write_atomic
 
 PREFIX = "gemflow-"
 PLACING = ".placing"  # the file whose lock is held while requests are placed
+RECORDING = ".recording"  # and while they are decided and recorded (uploads come after)
 
 
 @dataclass
@@ -68,19 +70,34 @@ class Ledger:
         self._memory: dict[str, Record] = {}
         self._lock = threading.Lock()
         self._placing = threading.Lock()  # for a ledger in memory
+        self._recording = threading.Lock()
 
-    @contextlib.contextmanager
-    def placing(self, *, cancelled: Callable[[], bool] = lambda: False) -> Iterator[None]:
+    def placing(
+        self, *, cancelled: Callable[[], bool] = lambda: False
+    ) -> contextlib.AbstractContextManager[None]:
         """Exclusive, across processes and threads, from reading which requests open jobs hold
         until the new jobs are created and recorded with their names: another run waits, then
         finds them (``Interrupted`` if ``cancelled()`` while it waits)."""
+        return self._exclusive(PLACING, self._placing, cancelled, "submitted batch jobs")
+
+    def recording(
+        self, *, cancelled: Callable[[], bool] = lambda: False
+    ) -> contextlib.AbstractContextManager[None]:
+        """Exclusive, within ``placing``, while a run decides which requests go into new jobs
+        and records them (before uploading anything): what ``holder`` waits for."""
+        return self._exclusive(RECORDING, self._recording, cancelled, "recorded batch jobs")
+
+    @contextlib.contextmanager
+    def _exclusive(
+        self, name: str, in_memory: threading.Lock, cancelled: Callable[[], bool], doing: str
+    ) -> Iterator[None]:
         if self.folder is None:
-            with self._placing:
+            with in_memory:
                 yield
             return
         self.folder.mkdir(parents=True, exist_ok=True)
-        waiting = "interrupted while another gemflow run submitted batch jobs"
-        with held(self.folder / PLACING, cancelled=cancelled, waiting=waiting):
+        waiting = f"interrupted while another gemflow run {doing}"
+        with held(self.folder / name, cancelled=cancelled, waiting=waiting):
             yield
 
     def get(self, name: str) -> Record | None:
@@ -123,10 +140,11 @@ class Ledger:
 
     def holder(self, step_key: str, *, cancelled: Callable[[], bool]) -> Record | None:
         """The open job that holds the requests of the step ``step_key``, asked by a run about
-        to send them itself, holding the step's key lock: a run placing requests (``placing``)
-        either has recorded its job by now, or finds the key locked and leaves the step alone.
-        No folder yet: no run has placed anything, and none can without seeing that lock."""
+        to send them itself, holding the step's key lock: a run placing requests either has
+        recorded its job by now (``recording``), or finds the key locked and leaves the step
+        alone. No folder yet: no run has placed anything, and none can without seeing that
+        lock."""
         if self.folder is not None and not self.folder.is_dir():
             return None
-        with self.placing(cancelled=cancelled):
+        with self.recording(cancelled=cancelled):
             return self.holding_steps().get(step_key)
