@@ -553,51 +553,64 @@ class BatchExecutor:
         now, and the steps another run is making (or has made) meanwhile; decided and submitted
         while no other run or round places requests."""
         with self.ledger.placing(cancelled=self._stop.is_set):
-            holding = self.ledger.holding()
-            held: dict[str, tuple[Record, Targets]] = {}
-            fresh: dict[str, Targets] = {}  # by model
-            for p, index in asked:
-                key = p.key(index)
-                if (record := holding.get(key)) is not None:
-                    targets = held.setdefault(record.display_name, (record, {}))[1]
-                else:
-                    targets = fresh.setdefault(p.models[index], {})
-                targets.setdefault(key, []).append((p, index))
-            jobs: list[_Open] = []
-            for record, targets in held.values():
-                opened = self._reopen(record, targets)
-                if opened is not None:
-                    jobs.append(opened)
-                else:
-                    for key, items in targets.items():
-                        fresh.setdefault(record.model, {}).setdefault(key, []).extend(items)
-            now: Targets = {}
-            elsewhere: dict[_Pending, list[Item]] = {}
-            recorded: list[tuple[Record, Targets]] = []
-            # Whether another run is making a step's result, or made it since the step started:
-            # asked while recording, so that such a run either finds our job or is left alone.
-            taken_by_others = functools.cache(lambda p: self.hooks.taken(p.job))
+            jobs, fresh = self._reopen_all(asked)
             with self.ledger.recording(cancelled=self._stop.is_set):
-                for model, targets in fresh.items():
-                    for key, items in list(targets.items()):
-                        taken = [item for item in items if taken_by_others(item[0])]
-                        for p, index in taken:
-                            elsewhere.setdefault(p, []).append((p, index))
-                        if len(taken) == len(items):
-                            del targets[key]
-                        else:
-                            targets[key] = [item for item in items if item not in taken]
-                    if self.settings.mode == "collect" or (
-                        self.settings.mode == "auto" and len(targets) < self.limits.min_group
-                    ):
-                        now.update(targets)
-                    elif targets:
-                        recorded += self._record_all(model, targets)
+                recorded, now, elsewhere = self._record_fresh(fresh)
             for record, targets in recorded:  # uploaded once recorded: see Ledger.recording
                 opened = self._submit(record, targets)
                 if opened is not None:
                     jobs.append(opened)
-            return jobs, now, list(elsewhere.items())
+            return jobs, now, elsewhere
+
+    def _reopen_all(self, asked: list[Item]) -> tuple[list[_Open], dict[str, Targets]]:
+        """The open jobs that hold some of ``asked``, and the rest by model."""
+        holding = self.ledger.holding()
+        held: dict[str, tuple[Record, Targets]] = {}
+        fresh: dict[str, Targets] = {}  # by model
+        for p, index in asked:
+            key = p.key(index)
+            if (record := holding.get(key)) is not None:
+                targets = held.setdefault(record.display_name, (record, {}))[1]
+            else:
+                targets = fresh.setdefault(p.models[index], {})
+            targets.setdefault(key, []).append((p, index))
+        jobs: list[_Open] = []
+        for record, targets in held.values():
+            opened = self._reopen(record, targets)
+            if opened is not None:
+                jobs.append(opened)
+            else:
+                for key, items in targets.items():
+                    fresh.setdefault(record.model, {}).setdefault(key, []).extend(items)
+        return jobs, fresh
+
+    def _record_fresh(
+        self, fresh: dict[str, Targets]
+    ) -> tuple[list[tuple[Record, Targets]], Targets, list[tuple[_Pending, list[Item]]]]:
+        """``fresh`` (by model) sorted out: new jobs, recorded; the requests to send now; and the
+        steps another run is making, or made since they started (asked while recording, so that
+        such a run either finds our job or is left alone)."""
+        recorded: list[tuple[Record, Targets]] = []
+        now: Targets = {}
+        elsewhere: dict[_Pending, list[Item]] = {}
+        taken_by_others = functools.cache(lambda p: self.hooks.taken(p.job))
+        for model, targets in fresh.items():
+            for key, items in list(targets.items()):
+                left = [item for item in items if not taken_by_others(item[0])]
+                for p, index in items:
+                    if (p, index) not in left:
+                        elsewhere.setdefault(p, []).append((p, index))
+                if left:
+                    targets[key] = left
+                else:
+                    del targets[key]
+            if self.settings.mode == "collect" or (
+                self.settings.mode == "auto" and len(targets) < self.limits.min_group
+            ):
+                now.update(targets)
+            elif targets:
+                recorded += self._record_all(model, targets)
+        return recorded, now, list(elsewhere.items())
 
     def _record_all(self, model: str, targets: Targets) -> list[tuple[Record, Targets]]:
         """New jobs for ``targets``, cut to the limits (in the order of their keys: the same
