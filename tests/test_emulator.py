@@ -272,6 +272,26 @@ def test_takes_kept_in_a_file_go_on_in_the_next_emulator(
     assert kept.stat().st_mtime_ns == mtime  # nothing asked: nothing written
 
 
+def test_two_emulators_on_one_takes_file_keep_both_their_counts(
+    tmp_path: Path,
+    start_emulator: Callable[..., Emulator],
+    connect: Callable[..., genai.Client],
+) -> None:
+    """Two ``--emulator`` runs at once on one cache: the second to stop merges, not overwrites."""
+    kept = tmp_path / "emulator-takes.json"
+    one, other = start_emulator(takes_file=kept), start_emulator(takes_file=kept)
+    firsts = [
+        final_image(generate(connect(one), "Apple")),
+        final_image(generate(connect(other), "Pear")),
+    ]
+    one.stop()
+    other.stop()
+    assert len(json.loads(kept.read_text())["takes"]) == 2
+    later = connect(start_emulator(takes_file=kept))
+    assert final_image(generate(later, "Apple")) != firsts[0]
+    assert final_image(generate(later, "Pear")) != firsts[1]
+
+
 def test_without_varied_takes_identical_requests_get_identical_bytes(
     start_emulator: Callable[..., Emulator], connect: Callable[..., genai.Client]
 ) -> None:

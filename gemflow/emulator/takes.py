@@ -38,26 +38,27 @@ class Takes:
 
     def load(self, path: Path) -> None:
         """Go on from the counts saved in ``path``; a missing or damaged file starts afresh."""
-        try:
-            saved = json.loads(path.read_text(encoding="utf-8"))
-            counts = saved["takes"] if saved.get("format") == _FORMAT else {}
-            loaded = [(bytes.fromhex(scene), int(take)) for scene, take in counts.items()]
-        except (OSError, ValueError, TypeError, AttributeError, KeyError):
-            return
+        loaded = _read(path)
         with self._lock:
             self._counts = OrderedDict(loaded[-self._limit :])
 
     def save(self, path: Path) -> None:
-        """Keep the counts in ``path`` (written whole or not at all), if any changed."""
+        """Keep the counts in ``path`` (written whole or not at all), if any changed; merged
+        with what another emulator on the same file saved meanwhile (the higher count wins)."""
         from gemflow.fileio import write_atomic
 
         with self._lock:
             if not self.changed:
                 return
-            counts = {scene.hex(): take for scene, take in self._counts.items()}
+            mine = dict(self._counts)
             self.changed = False
+        counts = dict(_read(path))
+        for scene, take in mine.items():
+            counts[scene] = max(take, counts.pop(scene, 0))  # and the most recent last
+        kept = list(counts.items())[-self._limit :]
+        text = json.dumps({"format": _FORMAT, "takes": {scene.hex(): n for scene, n in kept}})
         with contextlib.suppress(OSError):  # a read-only or full cache: take 1 next time
-            write_atomic(path, json.dumps({"format": _FORMAT, "takes": counts}).encode())
+            write_atomic(path, text.encode())
 
     def next(self, digest: bytes) -> int:
         """The take number of one more request for the scene with ``digest``: 1, 2, 3..."""
@@ -69,3 +70,13 @@ class Takes:
             while len(self._counts) > self._limit:
                 self._counts.popitem(last=False)
             return take
+
+
+def _read(path: Path) -> list[tuple[bytes, int]]:
+    """The counts saved in ``path``, oldest first; none if it is missing or damaged."""
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        counts = saved["takes"] if saved.get("format") == _FORMAT else {}
+        return [(bytes.fromhex(scene), int(take)) for scene, take in counts.items()]
+    except (OSError, ValueError, TypeError, AttributeError, KeyError):
+        return []
