@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gemflow.cache.lockfile import EMULATOR_LOCK, LockFile
+from gemflow.cache.lockfile import LockFile, lock_files
 from gemflow.errors import EXIT_USAGE, GemflowError
 from gemflow.fileio import hash_file
 
@@ -37,7 +37,7 @@ def clean(workflow: Path, *, dry_run: bool = False, allow_outside: bool = False)
     """Remove the files ``workflow``'s lock file records, where they are as recorded."""
     if not workflow.is_file():
         raise CleanError(f"{workflow}: no such workflow file")
-    locks = [LockFile.load(workflow.with_suffix(s)) for s in (".lock", EMULATOR_LOCK)]
+    locks = [LockFile.load(path) for path in lock_files(workflow)]
     for lock in locks:
         if lock.problem:
             raise CleanError(lock.problem)

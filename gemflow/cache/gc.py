@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gemflow.cache.local import Store
-from gemflow.cache.lockfile import EMULATOR_LOCK, LockFile
+from gemflow.cache.lockfile import LockFile, lock_files, workflow_for
 from gemflow.engine.refusals import PREFIX as REFUSAL
 from gemflow.errors import EXIT_USAGE, GemflowError
 
@@ -58,7 +58,7 @@ def find_locks(places: Sequence[Path]) -> list[Path]:
     found: set[Path] = set()
     for place in places:
         if place.is_file():
-            for lock in (place.with_suffix(".lock"), place.with_suffix(EMULATOR_LOCK)):
+            for lock in lock_files(place):
                 if lock.is_file() and _has_workflow(lock):
                     found.add(lock.absolute())
             continue
@@ -159,7 +159,4 @@ def _thumb_needed(rest: str, digests: set[str]) -> bool:
 
 
 def _has_workflow(lock: Path) -> bool:
-    """Whether ``lock`` is a workflow's: ``x.lock``, or its runs on the emulator's
-    ``x.emulator.lock``, beside ``x.yaml`` or ``x.yml``."""
-    stem = lock.name.removesuffix(EMULATOR_LOCK).removesuffix(".lock")
-    return any((lock.parent / (stem + suffix)).is_file() for suffix in (".yaml", ".yml"))
+    return workflow_for(lock).is_file()

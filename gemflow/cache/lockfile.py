@@ -25,6 +25,20 @@ LOCK_VERSION = 1
 EMULATOR_LOCK = ".emulator.lock"  # x.emulator.lock beside x.lock: what runs on the emulator made
 
 
+def lock_files(workflow: Path) -> tuple[Path, Path]:
+    """The lock files a workflow file ``x.yaml`` can have: ``x.lock``, and ``x.emulator.lock``
+    for its runs on the emulator."""
+    return workflow.with_suffix(".lock"), workflow.with_suffix(EMULATOR_LOCK)
+
+
+def workflow_for(lock: Path) -> Path:
+    """The workflow a lock file belongs to: ``x.yaml`` (or ``x.yml``) beside ``x.lock`` or
+    ``x.emulator.lock``."""
+    stem = lock.name.removesuffix(EMULATOR_LOCK).removesuffix(".lock")
+    yaml, yml = lock.parent / f"{stem}.yaml", lock.parent / f"{stem}.yml"
+    return yml if yml.is_file() and not yaml.is_file() else yaml
+
+
 @dataclass(frozen=True)
 class LockEntry:
     key: str

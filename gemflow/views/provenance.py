@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gemflow.cache.lockfile import EMULATOR_LOCK, LockEntry, LockFile
+from gemflow.cache.lockfile import LockEntry, LockFile, lock_files, workflow_for
 from gemflow.errors import EXIT_USAGE, GemflowError
 from gemflow.fileio import hash_file
 from gemflow.workflow.instances import parse_selector
@@ -69,21 +69,11 @@ class Record:
         return "matches" if hash_file(path) == self.expected else "differs"
 
 
-def workflow_for(lock: Path) -> Path:
-    """The workflow a lock file belongs to: ``x.yaml`` (or ``x.yml``) beside ``x.lock`` or
-    ``x.emulator.lock``."""
-    stem = lock.name.removesuffix(EMULATOR_LOCK).removesuffix(".lock")
-    yaml, yml = lock.parent / f"{stem}.yaml", lock.parent / f"{stem}.yml"
-    return yml if yml.is_file() and not yaml.is_file() else yaml
-
-
 def lock_of(workflow: Path) -> LockFile:
     """The lock file of ``workflow`` (its emulator runs' when that is the only one);
     ``NotRecorded`` when there is none."""
-    path = workflow.with_suffix(".lock")
-    if not path.is_file() and workflow.with_suffix(EMULATOR_LOCK).is_file():
-        path = workflow.with_suffix(EMULATOR_LOCK)
-    lock = LockFile.load(path)
+    path, emulated = lock_files(workflow)
+    lock = LockFile.load(emulated if not path.is_file() and emulated.is_file() else path)
     if lock.problem:
         raise NotRecorded(lock.problem)
     if lock.signature is None:
