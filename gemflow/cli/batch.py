@@ -112,8 +112,10 @@ def cancel(workflow: Path, cache_dir: Path | None, emulator: bool, base_url: str
 
 def _reaching(service: str) -> str:
     """The option that sends to ``service``."""
+    from gemflow.engine.outputs import is_emulated
+
     if service == GOOGLE:
         return "neither --emulator nor --base-url"
-    if service == "emulator":
+    if is_emulated(service):
         return "--emulator"
     return f"--base-url {service}"

@@ -528,7 +528,8 @@ class Runner:
         steps = self.workflow.steps
         running = {r.id for r in self.summary.steps if r.status in (Status.RUN, Status.PENDING)}
         rounds: dict[str, int] = {}
-        groups: dict[tuple[int, str], int] = {}
+        group_of: dict[str, tuple[int, str]] = {}  # (round, model) of each step priced by group
+        groups: dict[tuple[int, str], int] = {}  # requests in each group
         for report in self.summary.steps:
             if report.id not in running:
                 continue
@@ -536,15 +537,14 @@ class Runner:
             rounds[report.id] = max((rounds[s] + steps[s].uses_api for s in above), default=0)
             if report.id in self._by_group:
                 group = (rounds[report.id], str(steps[report.id].params.get("model", "")))
+                group_of[report.id] = group
                 groups[group] = groups.get(group, 0) + self._by_group[report.id]
         assert self.options.batch is not None
         smallest = self.options.batch.limits(self.workflow.settings).min_group
         for index, report in enumerate(self.summary.steps):
-            if report.id in self._by_group:
-                group = (rounds[report.id], str(steps[report.id].params.get("model", "")))
-                if groups[group] >= smallest:
-                    report = replace(report, usd=report.usd * BATCH_PRICE)
-                    self.summary.steps[index] = report
+            if report.id in group_of and groups[group_of[report.id]] >= smallest:
+                report = replace(report, usd=report.usd * BATCH_PRICE)
+                self.summary.steps[index] = report
             self.emit(StepFinished(report))
 
     def _held_by(self, key: str) -> Record | None:
